@@ -1,0 +1,57 @@
+//! Argument parsing, output formatting and exit codes; the only place `anyhow` is used.
+//!
+//! Exit codes: 0 success, 1 the input has errors (invalid leaves), 2 the input could not be read
+//! at all or the command line is wrong.
+
+mod taxonomy;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// labflow: taxonomy-guided synthetic data generation and multi-phase tuning (the LAB method),
+/// as a streaming dataflow engine.
+#[derive(Parser, Debug)]
+#[command(name = "labflow", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check every qna.yaml leaf of a taxonomy: YAML, style, schema, documents, guidance.
+    ///
+    /// Prints one line per problem as `path:line:col: error|warning[code]: message`. Exit status
+    /// 0 when no leaf has an error, 1 when some do, 2 when the taxonomy cannot be read.
+    Validate(taxonomy::ValidateArgs),
+    /// List every valid leaf with its id, kind, schema version, seed count and content hash.
+    Leaves(taxonomy::LeavesArgs),
+    /// Show leaves added, modified, moved or removed against a git base or another tree.
+    Diff(taxonomy::DiffArgs),
+}
+
+/// Parse arguments, run the command, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Validate(args) => taxonomy::validate(args).await,
+            Command::Leaves(args) => taxonomy::leaves(args).await,
+            Command::Diff(args) => taxonomy::diff(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! labflow: LAB-style alignment (taxonomy-guided synthetic data generation and multi-phase
+//! tuning) as a dataflow engine.
+//!
+//! This crate grows by rooms (see `../shared/docs/ARCHITECTURE.md`): [`taxonomy`] reads and
+//! validates the `qna.yaml` tree, [`documents`] resolves knowledge documents, and [`store`] turns
+//! URLs into object stores. The `labflow` binary (`src/main.rs`, `src/cli/`) is a thin layer
+//! over them.
+#![warn(missing_docs)]
+
+pub mod documents;
+pub mod store;
+pub mod taxonomy;

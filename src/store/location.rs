@@ -1,0 +1,104 @@
+//! [`Location`]: where a tree of objects lives.
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a location could not be opened. The caller must fix the URL or the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A local folder that does not exist or is not a folder.
+    #[error("`{0}` is not a readable folder")]
+    NotAFolder(String),
+    /// A URL scheme labflow cannot open.
+    #[error("unsupported URL scheme in `{0}`: use a local path, file://, s3:// or memory://")]
+    Scheme(String),
+    /// A malformed URL.
+    #[error("`{url}` is not a valid URL: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The object store client refused the configuration.
+    #[error("cannot open `{url}`: {source}; for s3:// set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for an S3-compatible server, AWS_ENDPOINT_URL")]
+    Open {
+        /// The URL as given.
+        url: String,
+        /// The client's error.
+        source: object_store::Error,
+    },
+}
+
+/// A store and the prefix under which a tree lives.
+#[derive(Clone, Debug)]
+pub struct Location {
+    /// The object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix of the tree inside the store (empty for the whole store).
+    pub prefix: ObjectPath,
+    /// The URL or path as the user wrote it, for messages.
+    pub display: String,
+    /// The local folder, when the location is on the local file system.
+    pub local_root: Option<PathBuf>,
+}
+
+impl Location {
+    /// Open a local path or a URL (`file://`, `s3://bucket/prefix`, `memory://`).
+    pub fn open(spec: &str) -> Result<Location, StoreError> {
+        let scheme = spec.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            None => Self::local(spec, PathBuf::from(spec)),
+            Some("file") => {
+                let url = url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })?;
+                let path = url.to_file_path().map_err(|_| StoreError::BadUrl { url: spec.into(), reason: "not an absolute file path".into() })?;
+                Self::local(spec, path)
+            }
+            Some("s3") => {
+                let url = url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })?;
+                let mut builder = AmazonS3Builder::from_env().with_url(spec);
+                if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                    builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+                } else if let Ok(endpoint) = std::env::var("AWS_ENDPOINT") {
+                    builder = builder.with_allow_http(endpoint.starts_with("http://"));
+                }
+                let store = builder.build().map_err(|source| StoreError::Open { url: spec.into(), source })?;
+                Ok(Location { store: Arc::new(store), prefix: ObjectPath::from(url.path().trim_matches('/')), display: spec.into(), local_root: None })
+            }
+            Some("memory") => Ok(Self::memory(Arc::new(InMemory::new()), "")),
+            Some(_) => Err(StoreError::Scheme(spec.into())),
+        }
+    }
+
+    /// A location over an existing store (tests use this with [`InMemory`]).
+    pub fn memory(store: Arc<dyn ObjectStore>, prefix: &str) -> Location {
+        Location { store, prefix: ObjectPath::from(prefix), display: format!("memory:///{prefix}"), local_root: None }
+    }
+
+    fn local(spec: &str, path: PathBuf) -> Result<Location, StoreError> {
+        let root = std::fs::canonicalize(&path).map_err(|_| StoreError::NotAFolder(spec.into()))?;
+        if !root.is_dir() {
+            return Err(StoreError::NotAFolder(spec.into()));
+        }
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|source| StoreError::Open { url: spec.into(), source })?;
+        Ok(Location { store: Arc::new(store), prefix: ObjectPath::default(), display: spec.into(), local_root: Some(root) })
+    }
+
+    /// The object path of `rel` (a `/`-separated path relative to this location).
+    pub fn child(&self, rel: &str) -> ObjectPath {
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        ObjectPath::from_iter(parts)
+    }
+
+    /// `path` relative to this location's prefix, `/`-separated.
+    pub fn relative(&self, path: &ObjectPath) -> Option<String> {
+        let parts: Vec<String> = path.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
+        Some(parts.join("/"))
+    }
+}
