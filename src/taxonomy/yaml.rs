@@ -188,10 +188,13 @@ impl Builder {
     fn run(mut self, text: &str) -> Result<Document, LoadError> {
         let mut parser = Parser::new_from_str(text);
         while let Some(next) = parser.next_event() {
-            let (event, span) = next.map_err(|e| LoadError {
-                pos: Pos::new(e.marker().line(), e.marker().col() + 1),
-                code: crate::taxonomy::diagnostic::codes::YAML_SYNTAX,
-                message: e.info().to_string(),
+            let (event, span) = next.map_err(|e| {
+                let pos = Pos::new(e.marker().line(), e.marker().col() + 1);
+                // The scanner has its own nesting limit for flow collections.
+                if e.info() == "recursion limit exceeded" {
+                    return Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_TOO_DEEP, format!("nesting too deep; a qna.yaml needs about 4 levels (limit {MAX_DEPTH})"));
+                }
+                Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, e.info().to_string())
             })?;
             self.event(event, span)?;
         }
@@ -547,9 +550,10 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let text = "[".repeat(10_000) + &"]".repeat(10_000);
-        let err = load(&text).unwrap_err();
-        assert_eq!(err.code, "yaml.too-deep");
+        let flow = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(load(&flow).unwrap_err().code, "yaml.too-deep");
+        let block: String = (0..10_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        assert_eq!(load(&block).unwrap_err().code, "yaml.too-deep");
     }
 
     #[test]
