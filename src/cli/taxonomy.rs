@@ -112,9 +112,10 @@ pub async fn leaves(args: LeavesArgs) -> Result<ExitCode> {
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report.leaves)?)?;
     } else {
-        writeln!(out, "{:<60} {:<15} {:>7} {:>5}  hash", "id", "kind", "version", "seeds")?;
+        let w = report.leaves.iter().map(|l| l.leaf.id.len()).max().unwrap_or(2).max(2);
+        writeln!(out, "{:<w$}  {:<14}  {:>7}  {:>5}  hash", "id", "kind", "version", "seeds")?;
         for l in &report.leaves {
-            writeln!(out, "{:<60} {:<15} {:>7} {:>5}  {}", l.leaf.id, l.leaf.kind.label(), l.leaf.version, l.leaf.seed_count, &l.hash[..16])?;
+            writeln!(out, "{:<w$}  {:<14}  {:>7}  {:>5}  {}", l.leaf.id, l.leaf.kind.label(), l.leaf.version, l.leaf.seed_count, &l.hash[..16])?;
         }
     }
     let invalid = report.files_checked - report.leaves.len();
