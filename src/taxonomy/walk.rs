@@ -123,7 +123,7 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
                 if !listed_any && root.local_root.is_none() {
                     return Err(TaxonomyError::List { url: root.display.clone(), source: e });
                 }
-                report.diagnostics.push(Diagnostic::error(&unreadable_path(&e), Pos::START, codes::FILE_UNREADABLE, format!("cannot read this part of the taxonomy: {e}")));
+                report.diagnostics.push(Diagnostic::error(&unreadable_path(root, &e), Pos::START, codes::FILE_UNREADABLE, format!("cannot read this part of the taxonomy: {e}")));
             }
         }
     }
@@ -216,7 +216,14 @@ async fn hash_leaf(leaf: Leaf, opts: &WalkOptions, diagnostics: &mut Vec<Diagnos
 }
 
 /// Best-effort path of an unreadable listing entry, for the diagnostic.
-fn unreadable_path(e: &object_store::Error) -> String {
+fn unreadable_path(root: &Location, e: &object_store::Error) -> String {
     let text = e.to_string();
-    text.split_whitespace().find(|w| w.contains('/')).map(|w| w.trim_matches(|c: char| c == ':' || c == ',' || c == '"' || c == '\'').to_string()).unwrap_or_else(|| ".".to_string())
+    let Some(word) = text.split_whitespace().find(|w| w.contains('/')) else { return ".".to_string() };
+    let word = word.trim_matches(|c: char| c == ':' || c == ',' || c == '"' || c == '\'');
+    if let Some(local) = &root.local_root {
+        if let Ok(rel) = std::path::Path::new(word).strip_prefix(local) {
+            return rel.to_string_lossy().replace('\\', "/");
+        }
+    }
+    word.to_string()
 }

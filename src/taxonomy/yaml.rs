@@ -175,7 +175,9 @@ enum Frame {
 }
 
 #[derive(Default)]
-struct Builder {
+struct Builder<'t> {
+    /// The source, by line, for positions the parser does not give (block scalar indicators).
+    lines: Vec<&'t str>,
     stack: Vec<Frame>,
     doc: Document,
     /// Anchored values with their node counts.
@@ -184,8 +186,9 @@ struct Builder {
     documents: usize,
 }
 
-impl Builder {
-    fn run(mut self, text: &str) -> Result<Document, LoadError> {
+impl<'t> Builder<'t> {
+    fn run(mut self, text: &'t str) -> Result<Document, LoadError> {
+        self.lines = text.split('\n').collect();
         let mut parser = Parser::new_from_str(text);
         while let Some(next) = parser.next_event() {
             let (event, span) = next.map_err(|e| {
@@ -194,11 +197,42 @@ impl Builder {
                 if e.info() == "recursion limit exceeded" {
                     return Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_TOO_DEEP, format!("nesting too deep; a qna.yaml needs about 4 levels (limit {MAX_DEPTH})"));
                 }
+                if e.info().contains("tab") {
+                    if let Some(tab) = self.indenting_tab(pos.line) {
+                        return Self::err(tab, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, "a tab is used for indentation; YAML indents with spaces only");
+                    }
+                }
                 Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, e.info().to_string())
             })?;
             self.event(event, span)?;
         }
         Ok(self.doc)
+    }
+
+    /// The first tab in the leading whitespace of a line at or after `from` (1-based), near it.
+    fn indenting_tab(&self, from: usize) -> Option<Pos> {
+        let start = from.saturating_sub(1);
+        self.lines.iter().enumerate().skip(start).take(3).find_map(|(i, line)| {
+            let lead: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+            lead.find('\t').map(|col| Pos::new(i + 1, col + 1))
+        })
+    }
+
+    /// PyYAML places a block scalar (`|`, `>`) at its indicator; the parser gives the first
+    /// content line. Search back from there for the indicator.
+    fn block_indicator(&self, content: Pos) -> Pos {
+        let mut line = content.line;
+        let mut upto = content.column.saturating_sub(1);
+        while line >= 1 {
+            let Some(text) = self.lines.get(line - 1) else { break };
+            let chars: Vec<char> = text.chars().take(upto).collect();
+            if let Some(i) = chars.iter().rposition(|c| *c == '|' || *c == '>') {
+                return Pos::new(line, i + 1);
+            }
+            line -= 1;
+            upto = usize::MAX;
+        }
+        content
     }
 
     fn err(pos: Pos, code: &'static str, message: impl Into<String>) -> LoadError {
@@ -244,6 +278,7 @@ impl Builder {
                 self.add_value(value, count, pos)
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let pos = if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) { self.block_indicator(pos) } else { pos };
                 let (value, kind) = resolve_scalar(&text, style, tag.as_deref()).map_err(|m| Self::err(pos, YAML_SYNTAX, m))?;
                 if anchor != 0 {
                     self.anchors.insert(anchor, (value.clone(), kind, 1));
@@ -537,6 +572,19 @@ mod tests {
         assert_eq!(info.pos, Pos::new(4, 13));
         assert_eq!(info.key_pos, Some(Pos::new(4, 5)));
         assert_eq!(doc.nodes["/seed_examples"].kind, NodeKind::Seq);
+    }
+
+    #[test]
+    fn block_scalars_sit_at_their_indicator() {
+        let doc = load("a:\n  b: |\n    text\n    more\n  c: >-\n\n    folded\n").unwrap();
+        assert_eq!(doc.nodes["/a/b"].pos, Pos::new(2, 6));
+        assert_eq!(doc.nodes["/a/c"].pos, Pos::new(5, 6));
+    }
+
+    #[test]
+    fn tabs_in_indentation_point_at_the_tab() {
+        let err = load("a:\n  - b: 1\n\tc: 2\n").unwrap_err();
+        assert_eq!(err.pos, Pos::new(3, 1), "{err:?}");
     }
 
     #[test]
