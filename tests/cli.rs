@@ -1,12 +1,12 @@
 //! The `labflow` binary as a user runs it: output formats, exit codes, help.
 
+mod common;
+
+use common::data;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
-}
 
 fn labflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labflow")).args(args).output().expect("labflow runs")

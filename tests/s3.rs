@@ -4,9 +4,12 @@
 //! `.ci/run` installs `s3s-fs` and sets `LABFLOW_REQUIRE_S3=1`, so in CI a missing server fails
 //! the test; elsewhere it is skipped with a message saying how to enable it.
 
+mod common;
+
+use common::{copy_tree, data};
 use serde_json::Value;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,9 +17,6 @@ const BUCKET: &str = "labflow-test";
 const KEY: &str = "labflowtestkey";
 const SECRET: &str = "labflowtestsecret";
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
-}
 
 struct Server {
     child: Child,
@@ -31,18 +31,6 @@ impl Drop for Server {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        let dest = to.join(path.file_name().expect("name"));
-        if path.is_dir() {
-            copy_tree(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest).expect("copy");
-        }
-    }
-}
 
 /// Start s3s-fs over a bucket holding the given `(prefix, source folder)` trees.
 fn start(trees: &[(&str, PathBuf)]) -> Option<Server> {

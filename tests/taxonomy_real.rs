@@ -2,6 +2,9 @@
 //! kinds and hashes are right, the same tree reads the same from memory:// as from disk, and the
 //! three "taxonomy changed" pairs diff exactly as their CHANGES.txt says — by tree and by git.
 
+mod common;
+
+use common::{copy_tree, data};
 use labflow::store::Location;
 use labflow::taxonomy::diff::{self, ChangeKind};
 use labflow::taxonomy::{walk, LeafKind, WalkOptions};
@@ -12,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
-}
 
 fn open(p: &Path) -> Location {
     Location::open(p.to_str().expect("utf-8 path")).expect("open location")
@@ -102,18 +102,6 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        let dest = to.join(path.file_name().expect("name"));
-        if path.is_dir() {
-            copy_tree(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest).expect("copy");
-        }
-    }
-}
 
 #[tokio::test]
 async fn change_pairs_diff_exactly_against_a_git_base_with_uncommitted_and_untracked_leaves() {
