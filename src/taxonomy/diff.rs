@@ -139,7 +139,9 @@ pub fn tree_at_base(root: &Path, base: &str) -> Result<Location, GitError> {
         return Err(GitError(format!("`{base}` is not a git ref")));
     }
     let prefix = String::from_utf8_lossy(&git(root, &["rev-parse", "--show-prefix"], None)?).trim().to_string();
-    let fork = String::from_utf8_lossy(&git(root, &["merge-base", "HEAD", base], None)?).trim().to_string();
+    let fork = git(root, &["merge-base", "HEAD", base], None)
+        .map_err(|e| GitError(format!("cannot find the fork point of HEAD from `{base}` ({e}); pass --base with a ref that exists here (e.g. --base main), --base empty, or --against OTHER")))?;
+    let fork = String::from_utf8_lossy(&fork).trim().to_string();
     let listing = git(root, &["ls-tree", "-r", "-z", &fork, "--", "."], None)?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for entry in listing.split(|&b| b == 0).filter(|e| !e.is_empty()) {
