@@ -116,7 +116,11 @@ impl Expect {
     }
 
     fn matches(&self, d: &Diagnostic) -> bool {
-        d.path == self.file && d.code == self.code && d.line == self.line && d.severity == self.severity && self.column.is_none_or(|c| c == d.column)
+        d.path == self.file
+            && d.code == self.code
+            && d.line == self.line
+            && d.severity == self.severity
+            && self.column.is_none_or(|c| c == d.column)
     }
 }
 
@@ -160,7 +164,9 @@ fn check(expect: &Expect, outcome: &Result<TreeReport, String>) -> Result<(), St
     }
     match expect.severity {
         Severity::Error if report.errors() == 0 => problems.push("an error case, but the walk reports no errors".to_string()),
-        Severity::Warning if report.errors() > 0 => problems.push(format!("a warning-only case, but the walk reports {} error(s)", report.errors())),
+        Severity::Warning if report.errors() > 0 => {
+            problems.push(format!("a warning-only case, but the walk reports {} error(s)", report.errors()))
+        }
         _ => {}
     }
     if problems.is_empty() {
@@ -197,7 +203,9 @@ fn manifest_codes_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_leaf_gets_its_diagnostic() {
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(corpus().join("reference_verdicts.json")).expect("read reference_verdicts.json")).expect("reference_verdicts.json is JSON");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus().join("reference_verdicts.json")).expect("read reference_verdicts.json"))
+            .expect("reference_verdicts.json is JSON");
     let docs = corpus().join("docs");
     let mut failures = Vec::new();
     let mut notes = Vec::new();
@@ -227,7 +235,9 @@ async fn every_broken_leaf_gets_its_diagnostic() {
                     want["messages"],
                     listing(report)
                 )),
-                (true, Some(why)) => problems.push(format!("{}: `reference_differs` ({why}) but the verdicts now agree; remove the marker", expect.case)),
+                (true, Some(why)) => {
+                    problems.push(format!("{}: `reference_differs` ({why}) but the verdicts now agree; remove the marker", expect.case))
+                }
                 _ => {}
             }
         }
@@ -310,7 +320,9 @@ async fn ten_thousand_levels_of_nesting_are_too_deep() {
     let outcome = walk_case(dir.path(), None).await;
     // The top-level mapping is depth 1 and the mapping holding `k0` (line 3) depth 2, so the
     // mapping holding `k{i}` (line 3 + i) is depth i + 2: the first past the limit is on line max + 2.
-    for (case, rel, line) in [("deep_block_compact", compact_rel, 3), ("deep_block_indented", indented_rel, max + 2), ("deep_flow", flow_rel, 2)] {
+    for (case, rel, line) in
+        [("deep_block_compact", compact_rel, 3), ("deep_block_indented", indented_rel, max + 2), ("deep_flow", flow_rel, 2)]
+    {
         check(&expect(case, rel, codes::YAML_TOO_DEEP, line, Severity::Error), &outcome).unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -325,7 +337,8 @@ async fn a_symlink_loop_is_reported_and_the_walk_goes_on() {
     let outcome = walk_case(dir.path(), None).await;
     let report = outcome.as_ref().unwrap_or_else(|e| panic!("{e}"));
     let unreadable = report.diagnostics.iter().find(|d| d.code == codes::FILE_UNREADABLE && d.is_error());
-    let unreadable = unreadable.unwrap_or_else(|| panic!("expected error[file.unreadable] for the symlink loop\n  labflow reported:\n{}", listing(report)));
+    let unreadable = unreadable
+        .unwrap_or_else(|| panic!("expected error[file.unreadable] for the symlink loop\n  labflow reported:\n{}", listing(report)));
     // Diagnostic paths are relative to the taxonomy root.
     assert_eq!(unreadable.path, "compositional_skills/writing/loop");
     assert!(report.leaves.iter().any(|l| l.leaf.path == good), "the valid leaf beside the loop was not checked\n{}", listing(report));
@@ -344,7 +357,8 @@ async fn a_document_symlink_leaving_the_repository_is_refused() {
     std::fs::write(commit_dir.join("real.md"), "# a document\n").unwrap();
     std::os::unix::fs::symlink(dir.path().join("outside/secret.md"), commit_dir.join("leak.md")).unwrap();
     // Reuse the corpus's valid knowledge leaf, pointed at this source.
-    let base = std::fs::read_to_string(corpus().join("doc_pattern_no_match/knowledge/science/earth/doc_pattern_no_match/qna.yaml")).unwrap();
+    let base =
+        std::fs::read_to_string(corpus().join("doc_pattern_no_match/knowledge/science/earth/doc_pattern_no_match/qna.yaml")).unwrap();
     let text = base
         .replace("https://github.com/labflow-tests/water_cycle", "https://github.com/labflow-tests/escape")
         .replace("5d0c4a1e9b8f7a6e5d4c3b2a1f0e9d8c7b6a5f40", commit)

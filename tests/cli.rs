@@ -7,7 +7,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 fn labflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labflow")).args(args).output().expect("labflow runs")
 }
@@ -75,7 +74,12 @@ fn leaves_lists_ids_kinds_versions_seeds_and_hashes() {
     assert_eq!(synonyms["hash"].as_str().map(str::len), Some(64));
     let table = labflow(&["leaves", s(&data("taxonomy"))]);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
-    let row: Vec<&str> = table.lines().find(|l| l.starts_with("knowledge/science/animals/birds/black_capped_chickadee ")).expect("a row").split_whitespace().collect();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("knowledge/science/animals/birds/black_capped_chickadee "))
+        .expect("a row")
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..4], ["knowledge/science/animals/birds/black_capped_chickadee", "knowledge", "3", "5"]);
 }
 

@@ -37,7 +37,11 @@ fn check_invariants(path: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     if check.has_errors() {
         prop_assert!(check.leaf.is_none(), "a leaf despite errors");
     } else if check.leaf.is_none() {
-        prop_assert!(check.diagnostics.iter().any(|d| d.code == "yaml.empty"), "no leaf, no error, no 'empty' warning: {:?}", check.diagnostics);
+        prop_assert!(
+            check.diagnostics.iter().any(|d| d.code == "yaml.empty"),
+            "no leaf, no error, no 'empty' warning: {:?}",
+            check.diagnostics
+        );
     }
     Ok(())
 }

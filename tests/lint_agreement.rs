@@ -51,7 +51,8 @@ fn agrees_with_yamllint() {
         total += 1;
         let want = findings(exp);
         let bytes = std::fs::read(dir.join(name)).expect("case file");
-        let mut got: Vec<Finding> = lint(&String::from_utf8_lossy(&bytes)).into_iter().map(|f| (f.line, f.column, f.rule.to_string(), f.message)).collect();
+        let mut got: Vec<Finding> =
+            lint(&String::from_utf8_lossy(&bytes)).into_iter().map(|f| (f.line, f.column, f.rule.to_string(), f.message)).collect();
         got.sort();
         let is_known = KNOWN_DIFFERENCES.iter().any(|(n, _)| n == name);
         if got == want {

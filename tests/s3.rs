@@ -17,7 +17,6 @@ const BUCKET: &str = "labflow-test";
 const KEY: &str = "labflowtestkey";
 const SECRET: &str = "labflowtestsecret";
 
-
 struct Server {
     child: Child,
     port: u16,
@@ -30,7 +29,6 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
-
 
 /// Start s3s-fs over a bucket holding the given `(prefix, source folder)` trees.
 fn start(trees: &[(&str, PathBuf)]) -> Option<Server> {

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-
 fn open(p: &Path) -> Location {
     Location::open(p.to_str().expect("utf-8 path")).expect("open location")
 }
@@ -32,7 +31,10 @@ async fn all_sixteen_public_leaves_validate_with_documents() {
     assert_eq!(report.files_checked, 16);
     assert_eq!(report.leaves.len(), 16);
     let count = |k: LeafKind| report.leaves.iter().filter(|l| l.leaf.kind == k).count();
-    assert_eq!((count(LeafKind::Knowledge), count(LeafKind::GroundedSkill), count(LeafKind::FreeformSkill), count(LeafKind::Foundational)), (2, 2, 1, 11));
+    assert_eq!(
+        (count(LeafKind::Knowledge), count(LeafKind::GroundedSkill), count(LeafKind::FreeformSkill), count(LeafKind::Foundational)),
+        (2, 2, 1, 11)
+    );
     for l in report.leaves.iter().filter(|l| l.leaf.kind == LeafKind::Knowledge) {
         assert!(l.documents_hashed && !l.documents.is_empty(), "{} has no documents: {:?}", l.leaf.id, l.documents);
     }
@@ -95,7 +97,8 @@ async fn change_pairs_diff_exactly_against_the_other_tree() {
     for case in CASES {
         let before = open(&data(&format!("changes/{case}/before")));
         let after = open(&data(&format!("changes/{case}/after")));
-        let got: BTreeSet<(ChangeKind, String)> = diff::diff_trees(&before, &after, &with_docs()).await.expect("diff").into_iter().map(|c| (c.change, c.id)).collect();
+        let got: BTreeSet<(ChangeKind, String)> =
+            diff::diff_trees(&before, &after, &with_docs()).await.expect("diff").into_iter().map(|c| (c.change, c.id)).collect();
         assert_eq!(got, expected_changes(case), "{case}");
     }
 }
@@ -104,7 +107,6 @@ fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
-
 
 #[tokio::test]
 async fn change_pairs_diff_exactly_against_a_git_base_with_uncommitted_and_untracked_leaves() {
@@ -122,7 +124,8 @@ async fn change_pairs_diff_exactly_against_a_git_base_with_uncommitted_and_untra
         std::fs::remove_dir_all(repo.join("foundational_skills")).ok();
         copy_tree(&data(&format!("changes/{case}/after")), &repo);
         let loc = open(&repo);
-        let got: BTreeSet<(ChangeKind, String)> = diff::git_base(&loc, "main", &with_docs()).await.expect("git diff").into_iter().map(|c| (c.change, c.id)).collect();
+        let got: BTreeSet<(ChangeKind, String)> =
+            diff::git_base(&loc, "main", &with_docs()).await.expect("git diff").into_iter().map(|c| (c.change, c.id)).collect();
         assert_eq!(got, expected_changes(case), "{case}");
         let everything = diff::git_base(&loc, "empty", &with_docs()).await.expect("empty base");
         assert!(everything.iter().all(|c| c.change == ChangeKind::Added));
@@ -162,7 +165,8 @@ async fn hashes_ignore_formatting_but_see_moves_and_document_edits() {
 
     // Edit one referenced document: the leaf's hash changes.
     let commit = after_reformat.leaves[0].leaf.document.as_ref().expect("knowledge leaf").commit.clone();
-    let doc_files: Vec<PathBuf> = after_reformat.leaves[0].documents.iter().map(|name| docs.join("juliadenham/Summit_knowledge").join(&commit).join(name)).collect();
+    let doc_files: Vec<PathBuf> =
+        after_reformat.leaves[0].documents.iter().map(|name| docs.join("juliadenham/Summit_knowledge").join(&commit).join(name)).collect();
     assert!(!doc_files.is_empty() && doc_files[0].is_file(), "{doc_files:?}");
     let mut bytes = std::fs::read(&doc_files[0]).expect("read doc");
     bytes.extend_from_slice(b"\nOne more fact.\n");

@@ -115,7 +115,15 @@ pub async fn leaves(args: LeavesArgs) -> Result<ExitCode> {
         let w = report.leaves.iter().map(|l| l.leaf.id.len()).max().unwrap_or(2).max(2);
         writeln!(out, "{:<w$}  {:<14}  {:>7}  {:>5}  hash", "id", "kind", "version", "seeds")?;
         for l in &report.leaves {
-            writeln!(out, "{:<w$}  {:<14}  {:>7}  {:>5}  {}", l.leaf.id, l.leaf.kind.label(), l.leaf.version, l.leaf.seed_count, &l.hash[..16])?;
+            writeln!(
+                out,
+                "{:<w$}  {:<14}  {:>7}  {:>5}  {}",
+                l.leaf.id,
+                l.leaf.kind.label(),
+                l.leaf.version,
+                l.leaf.seed_count,
+                &l.hash[..16]
+            )?;
         }
     }
     let invalid = report.files_checked - report.leaves.len();

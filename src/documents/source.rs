@@ -42,7 +42,10 @@ pub fn repo_slug(repo: &str) -> Option<(String, String)> {
 
 /// A pattern must stay inside the repository: relative, without `..`.
 fn pattern_escapes(pattern: &str) -> bool {
-    pattern.starts_with('/') || pattern.starts_with('\\') || pattern.contains(':') && pattern.chars().nth(1) == Some(':') || pattern.split(['/', '\\']).any(|c| c == "..")
+    pattern.starts_with('/')
+        || pattern.starts_with('\\')
+        || pattern.contains(':') && pattern.chars().nth(1) == Some(':')
+        || pattern.split(['/', '\\']).any(|c| c == "..")
 }
 
 /// Resolve `doc` (of the leaf at `leaf_path`) in `source`.
@@ -50,21 +53,44 @@ pub async fn resolve(source: &Location, leaf_path: &str, doc: &DocumentRef) -> R
     let mut out = Resolved::default();
     let err = |pos: Pos, code: &'static str, msg: String, key: &str| Diagnostic::error(leaf_path, pos, code, msg).at_key(key.to_string());
     let Some((owner, name)) = repo_slug(&doc.repo) else {
-        out.diagnostics.push(err(doc.repo_pos, codes::DOC_REPO_NOT_FOUND, format!("cannot read an owner/repository from `{}`; use a URL like https://github.com/OWNER/REPO", doc.repo), "document.repo"));
+        out.diagnostics.push(err(
+            doc.repo_pos,
+            codes::DOC_REPO_NOT_FOUND,
+            format!("cannot read an owner/repository from `{}`; use a URL like https://github.com/OWNER/REPO", doc.repo),
+            "document.repo",
+        ));
         return out;
     };
     let listing = match list_commit(source, &owner, &name, &doc.commit).await {
         Ok(files) => files,
         Err(ListError::Repo) => {
-            out.diagnostics.push(err(doc.repo_pos, codes::DOC_REPO_NOT_FOUND, format!("repository {owner}/{name} is not in the document source {}; put it at {owner}/{name}/{}/ there", source.display, doc.commit), "document.repo"));
+            out.diagnostics.push(err(
+                doc.repo_pos,
+                codes::DOC_REPO_NOT_FOUND,
+                format!(
+                    "repository {owner}/{name} is not in the document source {}; put it at {owner}/{name}/{}/ there",
+                    source.display, doc.commit
+                ),
+                "document.repo",
+            ));
             return out;
         }
         Err(ListError::Commit) => {
-            out.diagnostics.push(err(doc.commit_pos, codes::DOC_COMMIT_NOT_FOUND, format!("commit {} of {owner}/{name} is not in the document source {}", doc.commit, source.display), "document.commit"));
+            out.diagnostics.push(err(
+                doc.commit_pos,
+                codes::DOC_COMMIT_NOT_FOUND,
+                format!("commit {} of {owner}/{name} is not in the document source {}", doc.commit, source.display),
+                "document.commit",
+            ));
             return out;
         }
         Err(ListError::Io(e)) => {
-            out.diagnostics.push(err(doc.pos, codes::DOC_UNREADABLE, format!("cannot list documents of {owner}/{name}@{}: {e}", doc.commit), "document"));
+            out.diagnostics.push(err(
+                doc.pos,
+                codes::DOC_UNREADABLE,
+                format!("cannot list documents of {owner}/{name}@{}: {e}", doc.commit),
+                "document",
+            ));
             return out;
         }
     };
@@ -73,7 +99,12 @@ pub async fn resolve(source: &Location, leaf_path: &str, doc: &DocumentRef) -> R
         let pos = doc.pattern_pos.get(i).copied().unwrap_or(doc.pos);
         let key = format!("document.patterns[{i}]");
         if pattern_escapes(pattern) {
-            out.diagnostics.push(err(pos, codes::DOC_ESCAPE, format!("pattern `{pattern}` leaves the repository; patterns are relative paths without `..`"), &key));
+            out.diagnostics.push(err(
+                pos,
+                codes::DOC_ESCAPE,
+                format!("pattern `{pattern}` leaves the repository; patterns are relative paths without `..`"),
+                &key,
+            ));
             continue;
         }
         let glob = match globset::GlobBuilder::new(pattern).literal_separator(true).build() {
@@ -85,16 +116,31 @@ pub async fn resolve(source: &Location, leaf_path: &str, doc: &DocumentRef) -> R
         };
         let hits: Vec<&Listed> = listing.files.iter().filter(|f| glob.is_match(&f.path)).collect();
         if hits.is_empty() {
-            out.diagnostics.push(err(pos, codes::DOC_NO_MATCH, format!("pattern `{pattern}` matches no file in {owner}/{name}@{}", short(&doc.commit)), &key));
+            out.diagnostics.push(err(
+                pos,
+                codes::DOC_NO_MATCH,
+                format!("pattern `{pattern}` matches no file in {owner}/{name}@{}", short(&doc.commit)),
+                &key,
+            ));
         }
         for hit in hits {
             if hit.escapes {
-                out.diagnostics.push(err(pos, codes::DOC_ESCAPE, format!("`{}` is a symlink that points outside the repository; refusing to read it", hit.path), &key));
+                out.diagnostics.push(err(
+                    pos,
+                    codes::DOC_ESCAPE,
+                    format!("`{}` is a symlink that points outside the repository; refusing to read it", hit.path),
+                    &key,
+                ));
                 continue;
             }
             let ext = Path::new(&hit.path).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
             if !ALLOWED_EXTENSIONS.contains(&ext.as_str()) {
-                out.diagnostics.push(err(pos, codes::DOC_BAD_EXTENSION, format!("`{}` matched by `{pattern}` is not a .md, .txt or .pdf document", hit.path), &key));
+                out.diagnostics.push(err(
+                    pos,
+                    codes::DOC_BAD_EXTENSION,
+                    format!("`{}` matched by `{pattern}` is not a .md, .txt or .pdf document", hit.path),
+                    &key,
+                ));
                 continue;
             }
             if !matched.contains(&hit.path) {
@@ -154,9 +200,15 @@ async fn list_commit(source: &Location, owner: &str, name: &str, commit: &str) -
     }
     let prefix = format!("{owner}/{name}/{commit}");
     let base = source.child(&prefix);
-    let metas: Vec<object_store::ObjectMeta> = source.store.list(Some(&base)).try_collect().await.map_err(|e| ListError::Io(e.to_string()))?;
+    let metas: Vec<object_store::ObjectMeta> =
+        source.store.list(Some(&base)).try_collect().await.map_err(|e| ListError::Io(e.to_string()))?;
     if metas.is_empty() && source.local_root.is_none() {
-        let any_repo: Vec<object_store::ObjectMeta> = source.store.list(Some(&source.child(&format!("{owner}/{name}")))).try_collect().await.map_err(|e| ListError::Io(e.to_string()))?;
+        let any_repo: Vec<object_store::ObjectMeta> = source
+            .store
+            .list(Some(&source.child(&format!("{owner}/{name}"))))
+            .try_collect()
+            .await
+            .map_err(|e| ListError::Io(e.to_string()))?;
         return Err(if any_repo.is_empty() { ListError::Repo } else { ListError::Commit });
     }
     let canonical_commit = source.local_root.as_ref().and_then(|r| std::fs::canonicalize(r.join(&prefix)).ok());
@@ -175,7 +227,8 @@ async fn list_commit(source: &Location, owner: &str, name: &str, commit: &str) -
 }
 
 async fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = tokio::process::Command::new("git").arg("-C").arg(repo).args(args).output().await.map_err(|e| format!("cannot run git: {e}"))?;
+    let out =
+        tokio::process::Command::new("git").arg("-C").arg(repo).args(args).output().await.map_err(|e| format!("cannot run git: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }

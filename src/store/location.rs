@@ -56,7 +56,8 @@ impl Location {
             None => Self::local(spec, PathBuf::from(spec)),
             Some("file") => {
                 let url = url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })?;
-                let path = url.to_file_path().map_err(|_| StoreError::BadUrl { url: spec.into(), reason: "not an absolute file path".into() })?;
+                let path =
+                    url.to_file_path().map_err(|_| StoreError::BadUrl { url: spec.into(), reason: "not an absolute file path".into() })?;
                 Self::local(spec, path)
             }
             Some("s3") => {
@@ -68,7 +69,12 @@ impl Location {
                     builder = builder.with_allow_http(endpoint.starts_with("http://"));
                 }
                 let store = builder.build().map_err(|source| StoreError::Open { url: spec.into(), source })?;
-                Ok(Location { store: Arc::new(store), prefix: ObjectPath::from(url.path().trim_matches('/')), display: spec.into(), local_root: None })
+                Ok(Location {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::from(url.path().trim_matches('/')),
+                    display: spec.into(),
+                    local_root: None,
+                })
             }
             Some("memory") => Ok(Self::memory(Arc::new(InMemory::new()), "")),
             Some(_) => Err(StoreError::Scheme(spec.into())),

@@ -85,11 +85,7 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     /// `path:line:col: severity[code]: message`, the format of `labflow validate`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}[{}]: {}",
-            self.path, self.line, self.column, self.severity, self.code, self.message
-        )?;
+        write!(f, "{}:{}:{}: {}[{}]: {}", self.path, self.line, self.column, self.severity, self.code, self.message)?;
         if self.key_path != "." {
             write!(f, " (at {})", self.key_path)?;
         }

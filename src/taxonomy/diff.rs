@@ -54,7 +54,8 @@ pub struct LeafKey {
 
 /// Leaf id → key for every leaf file in a report, valid or not.
 pub fn keys(report: &TreeReport) -> BTreeMap<String, LeafKey> {
-    let mut out: BTreeMap<String, LeafKey> = report.raw_hashes.iter().map(|(id, h)| (id.clone(), LeafKey { hash: format!("raw:{h}"), valid: false })).collect();
+    let mut out: BTreeMap<String, LeafKey> =
+        report.raw_hashes.iter().map(|(id, h)| (id.clone(), LeafKey { hash: format!("raw:{h}"), valid: false })).collect();
     for l in &report.leaves {
         out.insert(l.leaf.id.clone(), LeafKey { hash: l.hash.clone(), valid: true });
     }
@@ -160,9 +161,14 @@ pub fn tree_at_base(root: &Path, base: &str) -> Result<Location, GitError> {
     let mut at = 0;
     let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| GitError(e.to_string()))?;
     for (rel, _) in &wanted {
-        let header_end = blobs[at..].iter().position(|&b| b == b'\n').map(|i| at + i).ok_or_else(|| GitError("short cat-file output".into()))?;
+        let header_end =
+            blobs[at..].iter().position(|&b| b == b'\n').map(|i| at + i).ok_or_else(|| GitError("short cat-file output".into()))?;
         let header = String::from_utf8_lossy(&blobs[at..header_end]).to_string();
-        let size: usize = header.rsplit(' ').next().and_then(|s| s.parse().ok()).ok_or_else(|| GitError(format!("unexpected cat-file header `{header}`")))?;
+        let size: usize = header
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| GitError(format!("unexpected cat-file header `{header}`")))?;
         let body = blobs.get(header_end + 1..header_end + 1 + size).ok_or_else(|| GitError("short cat-file output".into()))?.to_vec();
         at = header_end + 1 + size + 1;
         runtime.block_on(store.put(&loc.child(rel), PutPayload::from(body))).map_err(|e| GitError(e.to_string()))?;
@@ -196,12 +202,19 @@ mod tests {
 
     #[test]
     fn classifies_every_kind_of_change() {
-        let before: BTreeMap<String, LeafKey> = [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")].iter().map(|(i, h)| (i.to_string(), k(h))).collect();
-        let after: BTreeMap<String, LeafKey> = [("a", "1"), ("b", "9"), ("e", "3"), ("f", "5")].iter().map(|(i, h)| (i.to_string(), k(h))).collect();
+        let before: BTreeMap<String, LeafKey> =
+            [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")].iter().map(|(i, h)| (i.to_string(), k(h))).collect();
+        let after: BTreeMap<String, LeafKey> =
+            [("a", "1"), ("b", "9"), ("e", "3"), ("f", "5")].iter().map(|(i, h)| (i.to_string(), k(h))).collect();
         let got: Vec<(ChangeKind, String)> = diff(&before, &after).into_iter().map(|c| (c.change, c.id)).collect();
         assert_eq!(
             got,
-            vec![(ChangeKind::Modified, "b".into()), (ChangeKind::Removed, "d".into()), (ChangeKind::Moved, "e".into()), (ChangeKind::Added, "f".into())]
+            vec![
+                (ChangeKind::Modified, "b".into()),
+                (ChangeKind::Removed, "d".into()),
+                (ChangeKind::Moved, "e".into()),
+                (ChangeKind::Added, "f".into())
+            ]
         );
     }
 }

@@ -35,7 +35,8 @@ pub fn check(rel_path: &str, doc: &Document, value: &Value) -> Vec<Diagnostic> {
     let pos = |ptr: &str| doc.locate(ptr).map(|(_, n)| n.pos).unwrap_or(Pos::START);
     match SchemaKind::for_leaf(rel_path, value) {
         SchemaKind::Skills => {
-            let total: usize = seeds.iter().map(|s| words(text_at(s, "question")) + words(text_at(s, "answer")) + words(text_at(s, "context"))).sum();
+            let total: usize =
+                seeds.iter().map(|s| words(text_at(s, "question")) + words(text_at(s, "answer")) + words(text_at(s, "context"))).sum();
             if total > SKILL_SEED_WORDS {
                 let ptr = "/seed_examples";
                 let at = doc.nodes.get(ptr).and_then(|n| n.key_pos).unwrap_or_else(|| pos(ptr));
@@ -50,7 +51,15 @@ pub fn check(rel_path: &str, doc: &Document, value: &Value) -> Vec<Diagnostic> {
                 let n = words(text_at(seed, "context"));
                 if n > KNOWLEDGE_CONTEXT_WORDS {
                     let ptr = format!("/seed_examples/{i}/context");
-                    out.push(Diagnostic::warning(rel_path, pos(&ptr), codes::GUIDE_CONTEXT_WORDS, format!("context has {n} words; the guidance is at most {KNOWLEDGE_CONTEXT_WORDS}")).at_key(key_path(&ptr)));
+                    out.push(
+                        Diagnostic::warning(
+                            rel_path,
+                            pos(&ptr),
+                            codes::GUIDE_CONTEXT_WORDS,
+                            format!("context has {n} words; the guidance is at most {KNOWLEDGE_CONTEXT_WORDS}"),
+                        )
+                        .at_key(key_path(&ptr)),
+                    );
                 }
                 let qas = seed.get("questions_and_answers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
                 for (j, qa) in qas.iter().enumerate() {
@@ -58,7 +67,15 @@ pub fn check(rel_path: &str, doc: &Document, value: &Value) -> Vec<Diagnostic> {
                         let n = words(text_at(qa, key));
                         if n > KNOWLEDGE_QA_WORDS {
                             let ptr = format!("/seed_examples/{i}/questions_and_answers/{j}/{key}");
-                            out.push(Diagnostic::warning(rel_path, pos(&ptr), codes::GUIDE_QA_WORDS, format!("{key} has {n} words; the guidance is at most {KNOWLEDGE_QA_WORDS}")).at_key(key_path(&ptr)));
+                            out.push(
+                                Diagnostic::warning(
+                                    rel_path,
+                                    pos(&ptr),
+                                    codes::GUIDE_QA_WORDS,
+                                    format!("{key} has {n} words; the guidance is at most {KNOWLEDGE_QA_WORDS}"),
+                                )
+                                .at_key(key_path(&ptr)),
+                            );
                         }
                     }
                 }

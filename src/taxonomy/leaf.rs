@@ -118,7 +118,12 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            d.push(Diagnostic::error(rel_path, byte_pos(bytes, e.valid_up_to()), codes::YAML_ENCODING, "file is not UTF-8 text; save it as UTF-8"));
+            d.push(Diagnostic::error(
+                rel_path,
+                byte_pos(bytes, e.valid_up_to()),
+                codes::YAML_ENCODING,
+                "file is not UTF-8 text; save it as UTF-8",
+            ));
             return out;
         }
     };
@@ -138,7 +143,12 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
     };
     if !value.is_object() {
         let pos = doc.nodes.get("").map(|n| n.pos).unwrap_or(Pos::START);
-        d.push(Diagnostic::error(rel_path, pos, codes::YAML_NOT_MAPPING, "the top level must be a mapping of keys to values (version, created_by, seed_examples, …)"));
+        d.push(Diagnostic::error(
+            rel_path,
+            pos,
+            codes::YAML_NOT_MAPPING,
+            "the top level must be a mapping of keys to values (version, created_by, seed_examples, …)",
+        ));
         return out;
     }
     let version = SchemaVersion::of(&value);
@@ -147,7 +157,12 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
     let unix_text;
     let lint_text = if text.contains('\r') {
         let first = text.split('\n').position(|l| l.contains('\r')).unwrap_or(0) + 1;
-        d.push(Diagnostic::warning(rel_path, Pos::new(first, 1), "lint.new-lines", "file uses CR or CRLF line endings; the reference converts them, but save it with \\n line endings (new-lines)"));
+        d.push(Diagnostic::warning(
+            rel_path,
+            Pos::new(first, 1),
+            "lint.new-lines",
+            "file uses CR or CRLF line endings; the reference converts them, but save it with \\n line endings (new-lines)",
+        ));
         unix_text = text.replace("\r\n", "\n").replace('\r', "\n");
         unix_text.as_str()
     } else {

@@ -156,7 +156,13 @@ pub fn validate(rel_path: &str, doc: &Document, value: &Value) -> Vec<Diagnostic
     let version = SchemaVersion::of(value);
     let version_pos = doc.nodes.get("/version").map(|n| n.pos).unwrap_or(Pos::START);
     let SchemaVersion::Number(v) = version else {
-        return vec![Diagnostic::error(rel_path, version_pos, codes::SCHEMA_UNSUPPORTED_VERSION, "`version` must be an integer: 1, 2 or 3 (3 is current)").at_key("version")];
+        return vec![Diagnostic::error(
+            rel_path,
+            version_pos,
+            codes::SCHEMA_UNSUPPORTED_VERSION,
+            "`version` must be an integer: 1, 2 or 3 (3 is current)",
+        )
+        .at_key("version")];
     };
     let Some(compiled) = compiled().get(&(v, kind)) else {
         return vec![Diagnostic::error(
@@ -172,7 +178,10 @@ pub fn validate(rel_path: &str, doc: &Document, value: &Value) -> Vec<Diagnostic
             rel_path,
             version_pos,
             codes::SCHEMA_UNSUPPORTED_VERSION,
-            format!("version {v} is not supported for {}; minimum is 3 ({description}) — set `version: 3` and use the v3 format", kind.name()),
+            format!(
+                "version {v} is not supported for {}; minimum is 3 ({description}) — set `version: 3` and use the v3 format",
+                kind.name()
+            ),
         )
         .at_key("version")],
         Compiled::Active(validator) => validator.iter_errors(value).flat_map(|e| translate(rel_path, doc, value, v, kind, &e)).collect(),
@@ -199,7 +208,14 @@ pub fn key_path(pointer: &str) -> String {
     out
 }
 
-fn translate(rel_path: &str, doc: &Document, value: &Value, version: i64, kind: SchemaKind, e: &jsonschema::ValidationError<'_>) -> Vec<Diagnostic> {
+fn translate(
+    rel_path: &str,
+    doc: &Document,
+    value: &Value,
+    version: i64,
+    kind: SchemaKind,
+    e: &jsonschema::ValidationError<'_>,
+) -> Vec<Diagnostic> {
     let ptr = e.instance_path().as_str().to_string();
     let (found_ptr, info) = match doc.locate(&ptr) {
         Some((p, i)) => (p.to_string(), Some(*i)),
@@ -212,15 +228,24 @@ fn translate(rel_path: &str, doc: &Document, value: &Value, version: i64, kind: 
     match e.kind() {
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            one(node_pos, codes::SCHEMA_REQUIRED, format!("{what} is missing the required key `{name}`; add it (see the version {version} {} schema)", kind.name()))
+            one(
+                node_pos,
+                codes::SCHEMA_REQUIRED,
+                format!("{what} is missing the required key `{name}`; add it (see the version {version} {} schema)", kind.name()),
+            )
         }
         ValidationErrorKind::UnevaluatedProperties { unexpected } | ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
             .map(|key| {
                 let child = format!("{ptr}/{}", crate::taxonomy::yaml::escape_pointer(key));
                 let pos = doc.nodes.get(&child).and_then(|i| i.key_pos).unwrap_or(node_pos);
-                Diagnostic::error(rel_path, pos, codes::SCHEMA_UNKNOWN_KEY, format!("unknown key `{key}` in {what}; remove it or check its spelling (version {version} {} schema)", kind.name()))
-                    .at_key(key_path(&child))
+                Diagnostic::error(
+                    rel_path,
+                    pos,
+                    codes::SCHEMA_UNKNOWN_KEY,
+                    format!("unknown key `{key}` in {what}; remove it or check its spelling (version {version} {} schema)", kind.name()),
+                )
+                .at_key(key_path(&child))
             })
             .collect(),
         ValidationErrorKind::Type { kind: expected } => {
@@ -229,12 +254,20 @@ fn translate(rel_path: &str, doc: &Document, value: &Value, version: i64, kind: 
                 jsonschema::error::TypeKind::Single(t) => t.to_string(),
                 jsonschema::error::TypeKind::Multiple(ts) => format!("{ts:?}"),
             };
-            let hint = if found == NodeKind::Str || expected != "string" { String::new() } else { "; quote the value to make it text".to_string() };
+            let hint = if found == NodeKind::Str || expected != "string" {
+                String::new()
+            } else {
+                "; quote the value to make it text".to_string()
+            };
             one(node_pos, codes::SCHEMA_TYPE, format!("{what} must be {}, found {}{hint}", article(&expected), found.describe()))
         }
         ValidationErrorKind::MinItems { limit } => {
             let have = lookup(value, &ptr).and_then(Value::as_array).map(|a| a.len()).unwrap_or(0);
-            one(label_pos, codes::SCHEMA_MIN_ITEMS, format!("{what} needs at least {limit} items, found {have}; add {}", limit.saturating_sub(have as u64)))
+            one(
+                label_pos,
+                codes::SCHEMA_MIN_ITEMS,
+                format!("{what} needs at least {limit} items, found {have}; add {}", limit.saturating_sub(have as u64)),
+            )
         }
         ValidationErrorKind::MinLength { .. } => one(node_pos, codes::SCHEMA_EMPTY_STRING, format!("{what} must not be empty")),
         ValidationErrorKind::UniqueItems => {
@@ -242,8 +275,13 @@ fn translate(rel_path: &str, doc: &Document, value: &Value, version: i64, kind: 
             let (first, dup) = first_duplicate(&items).unwrap_or((0, 0));
             let dup_ptr = format!("{ptr}/{dup}");
             let pos = doc.nodes.get(&dup_ptr).map(|i| i.pos).unwrap_or(label_pos);
-            vec![Diagnostic::error(rel_path, pos, codes::SCHEMA_DUPLICATE_ITEM, format!("item {dup} of {what} repeats item {first}; items must be unique"))
-                .at_key(key_path(&dup_ptr))]
+            vec![Diagnostic::error(
+                rel_path,
+                pos,
+                codes::SCHEMA_DUPLICATE_ITEM,
+                format!("item {dup} of {what} repeats item {first}; items must be unique"),
+            )
+            .at_key(key_path(&dup_ptr))]
         }
         ValidationErrorKind::Constant { expected_value } if ptr == "/version" => {
             one(node_pos, codes::SCHEMA_VERSION, format!("`version` must be exactly {expected_value} for this schema"))

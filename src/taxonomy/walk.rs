@@ -109,12 +109,22 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
                 if is_leaf_name(name) {
                     if meta.size as usize > MAX_FILE_BYTES {
                         report.files_checked += 1;
-                        report.diagnostics.push(Diagnostic::error(&rel, Pos::START, codes::YAML_TOO_LARGE, format!("file is {} bytes; a qna.yaml is limited to {} MiB", meta.size, MAX_FILE_BYTES >> 20)));
+                        report.diagnostics.push(Diagnostic::error(
+                            &rel,
+                            Pos::START,
+                            codes::YAML_TOO_LARGE,
+                            format!("file is {} bytes; a qna.yaml is limited to {} MiB", meta.size, MAX_FILE_BYTES >> 20),
+                        ));
                     } else {
                         files.push(rel.clone());
                     }
                 } else if is_misnamed_leaf(name) {
-                    report.diagnostics.push(Diagnostic::warning(&rel, Pos::START, codes::FILE_MISNAMED, format!("`{name}` is skipped: a leaf file must be named exactly `qna.yaml`")));
+                    report.diagnostics.push(Diagnostic::warning(
+                        &rel,
+                        Pos::START,
+                        codes::FILE_MISNAMED,
+                        format!("`{name}` is skipped: a leaf file must be named exactly `qna.yaml`"),
+                    ));
                 }
                 all.insert(rel);
             }
@@ -123,7 +133,12 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
                 if !listed_any && root.local_root.is_none() {
                     return Err(TaxonomyError::List { url: root.display.clone(), source: e });
                 }
-                report.diagnostics.push(Diagnostic::error(&unreadable_path(root, &e), Pos::START, codes::FILE_UNREADABLE, format!("cannot read this part of the taxonomy: {e}")));
+                report.diagnostics.push(Diagnostic::error(
+                    &unreadable_path(root, &e),
+                    Pos::START,
+                    codes::FILE_UNREADABLE,
+                    format!("cannot read this part of the taxonomy: {e}"),
+                ));
             }
         }
     }
@@ -152,7 +167,12 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
         let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
         let attribution = if dir.is_empty() { "attribution.txt".to_string() } else { format!("{dir}/attribution.txt") };
         if !all.contains(&attribution) {
-            report.diagnostics.push(Diagnostic::warning(&rel, Pos::START, codes::ATTRIBUTION_MISSING, "no attribution.txt beside this leaf; the taxonomy requires one citing the sources of the seed examples"));
+            report.diagnostics.push(Diagnostic::warning(
+                &rel,
+                Pos::START,
+                codes::ATTRIBUTION_MISSING,
+                "no attribution.txt beside this leaf; the taxonomy requires one citing the sources of the seed examples",
+            ));
         }
         match check.leaf {
             Some(leaf) => report.leaves.push(hash_leaf(leaf, opts, &mut report.diagnostics).await),
@@ -178,7 +198,12 @@ fn check_all(contents: Vec<(String, Result<Vec<u8>, String>)>) -> Vec<(String, L
                             let check = match bytes {
                                 Ok(b) => check_leaf(rel, b),
                                 Err(e) => LeafCheck {
-                                    diagnostics: vec![Diagnostic::error(rel, Pos::START, codes::FILE_UNREADABLE, format!("cannot read the file: {e}"))],
+                                    diagnostics: vec![Diagnostic::error(
+                                        rel,
+                                        Pos::START,
+                                        codes::FILE_UNREADABLE,
+                                        format!("cannot read the file: {e}"),
+                                    )],
                                     leaf: None,
                                 },
                             };

@@ -195,11 +195,19 @@ impl<'t> Builder<'t> {
                 let pos = Pos::new(e.marker().line(), e.marker().col() + 1);
                 // The scanner has its own nesting limit for flow collections.
                 if e.info() == "recursion limit exceeded" {
-                    return Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_TOO_DEEP, format!("nesting too deep; a qna.yaml needs about 4 levels (limit {MAX_DEPTH})"));
+                    return Self::err(
+                        pos,
+                        crate::taxonomy::diagnostic::codes::YAML_TOO_DEEP,
+                        format!("nesting too deep; a qna.yaml needs about 4 levels (limit {MAX_DEPTH})"),
+                    );
                 }
                 if e.info().contains("tab") {
                     if let Some(tab) = self.indenting_tab(pos.line) {
-                        return Self::err(tab, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, "a tab is used for indentation; YAML indents with spaces only");
+                        return Self::err(
+                            tab,
+                            crate::taxonomy::diagnostic::codes::YAML_SYNTAX,
+                            "a tab is used for indentation; YAML indents with spaces only",
+                        );
                     }
                 }
                 Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, e.info().to_string())
@@ -261,7 +269,11 @@ impl<'t> Builder<'t> {
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(Self::err(pos, YAML_SYNTAX, "expected a single document in the stream, but found another document; remove the extra `---`"));
+                    return Err(Self::err(
+                        pos,
+                        YAML_SYNTAX,
+                        "expected a single document in the stream, but found another document; remove the extra `---`",
+                    ));
                 }
                 Ok(())
             }
@@ -290,9 +302,15 @@ impl<'t> Builder<'t> {
                 self.doc.nodes.insert(ptr, NodeInfo { pos, key_pos, kind });
                 self.add_value(value, 1, pos)
             }
-            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) if tag.as_deref().is_some_and(|t| !is_container_tag(t)) => {
+            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag)
+                if tag.as_deref().is_some_and(|t| !is_container_tag(t)) =>
+            {
                 let _ = anchor;
-                Err(Self::err(pos, YAML_SYNTAX, format!("unsupported tag `{}` on a collection", tag.map(|t| t.to_string()).unwrap_or_default())))
+                Err(Self::err(
+                    pos,
+                    YAML_SYNTAX,
+                    format!("unsupported tag `{}` on a collection", tag.map(|t| t.to_string()).unwrap_or_default()),
+                ))
             }
             Event::SequenceStart(anchor, _) => {
                 let (ptr, key_pos) = self.child_ptr(pos)?;
@@ -523,7 +541,11 @@ fn parse_float(text: &str) -> Option<Value> {
     let cleaned: String = text.chars().filter(|&c| c != '_').collect();
     let lower = cleaned.to_ascii_lowercase();
     let v: f64 = if lower.ends_with(".inf") {
-        if lower.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY }
+        if lower.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }
     } else if lower == ".nan" {
         f64::NAN
     } else if cleaned.contains(':') {
@@ -535,7 +557,11 @@ fn parse_float(text: &str) -> Option<Value> {
         for part in body.split(':') {
             acc = acc * 60.0 + part.parse::<f64>().ok()?;
         }
-        if neg { -acc } else { acc }
+        if neg {
+            -acc
+        } else {
+            acc
+        }
     } else {
         cleaned.parse::<f64>().ok()?
     };
@@ -609,7 +635,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = i - 1;
-            text += &format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n");
+            text += &format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            );
         }
         assert_eq!(load(&text).unwrap_err().code, "yaml.too-large");
     }

@@ -36,43 +36,17 @@ pub(super) struct Indent {
 }
 
 fn is_content(k: K) -> bool {
-    matches!(
-        k,
-        K::Scalar
-            | K::Alias
-            | K::Anchor
-            | K::Tag
-            | K::BMapStart
-            | K::BSeqStart
-            | K::FMapStart
-            | K::FSeqStart
-    )
+    matches!(k, K::Scalar | K::Alias | K::Anchor | K::Tag | K::BMapStart | K::BSeqStart | K::FMapStart | K::FSeqStart)
 }
 
 impl Indent {
     pub(super) fn new() -> Self {
-        let root = Parent {
-            p: P::Root,
-            indent: 0,
-            line_indent: 0,
-            explicit: false,
-        };
-        Indent {
-            stack: vec![root],
-            spaces: None,
-            seq_indented: None,
-            last_line: None,
-            line_indent: 0,
-        }
+        let root = Parent { p: P::Root, indent: 0, line_indent: 0, explicit: false };
+        Indent { stack: vec![root], spaces: None, seq_indented: None, last_line: None, line_indent: 0 }
     }
 
     fn top(&self) -> Parent {
-        self.stack.last().copied().unwrap_or(Parent {
-            p: P::Root,
-            indent: 0,
-            line_indent: 0,
-            explicit: false,
-        })
+        self.stack.last().copied().unwrap_or(Parent { p: P::Root, indent: 0, line_indent: 0, explicit: false })
     }
 
     fn pop_while(&mut self, f: impl Fn(P) -> bool) {
@@ -82,12 +56,7 @@ impl Indent {
     }
 
     fn push(&mut self, p: P, indent: i64) {
-        self.stack.push(Parent {
-            p,
-            indent,
-            line_indent: self.line_indent,
-            explicit: false,
-        });
+        self.stack.push(Parent { p, indent, line_indent: self.line_indent, explicit: false });
     }
 
     fn detect(&mut self, base: i64, col: usize) -> i64 {
@@ -127,10 +96,7 @@ impl Indent {
             };
             let found = t.s.col as i64;
             if found != expected {
-                let msg = format!(
-                    "wrong indentation: expected {} but found {}",
-                    expected, found
-                );
+                let msg = format!("wrong indentation: expected {} but found {}", expected, found);
                 push(out, t.s.line + 1, t.s.col + 1, "indentation", msg);
             }
             self.line_indent = found;
@@ -159,9 +125,7 @@ impl Indent {
             K::Key => {
                 let base = self.top().indent;
                 let i = match next {
-                    Some(n) if t.s != t.e && !same_line(&n) && is_content(n.k) => {
-                        self.detect(base, n.s.col)
-                    }
+                    Some(n) if t.s != t.e && !same_line(&n) && is_content(n.k) => self.detect(base, n.s.col),
                     _ => base,
                 };
                 self.push(P::Key, i);
@@ -177,14 +141,9 @@ impl Indent {
                 } else {
                     self.top().indent
                 };
-                let n = ahead
-                    .iter()
-                    .find(|n| !matches!(n.k, K::Anchor | K::Tag))
-                    .copied();
+                let n = ahead.iter().find(|n| !matches!(n.k, K::Anchor | K::Tag)).copied();
                 let i = match n {
-                    Some(n) if same_line(&n) && explicit && is_content(n.k) => {
-                        self.detect(base, n.s.col)
-                    }
+                    Some(n) if same_line(&n) && explicit && is_content(n.k) => self.detect(base, n.s.col),
                     Some(n) if same_line(&n) => n.s.col as i64,
                     Some(n) if matches!(n.k, K::BEntry | K::BSeqStart) => {
                         let indented = *self.seq_indented.get_or_insert(n.s.col as i64 > base);
@@ -205,14 +164,7 @@ impl Indent {
                     Some(n) => self.detect(self.line_indent, n.s.col),
                     None => self.line_indent,
                 };
-                self.push(
-                    if t.k == K::FMapStart {
-                        P::FMap
-                    } else {
-                        P::FSeq
-                    },
-                    i,
-                );
+                self.push(if t.k == K::FMapStart { P::FMap } else { P::FSeq }, i);
             }
             _ => {}
         }

@@ -20,25 +20,12 @@ pub fn lint(text: &str) -> Vec<LintFinding> {
     let mut out = Vec::new();
     line_rules(text, &mut out);
     super::spacing::token_rules(text, &mut out);
-    out.sort_by(|a, b| {
-        (a.line, a.column, a.rule, &a.message).cmp(&(b.line, b.column, b.rule, &b.message))
-    });
+    out.sort_by(|a, b| (a.line, a.column, a.rule, &a.message).cmp(&(b.line, b.column, b.rule, &b.message)));
     out
 }
 
-pub(super) fn push(
-    out: &mut Vec<LintFinding>,
-    line: usize,
-    column: usize,
-    rule: &'static str,
-    message: String,
-) {
-    out.push(LintFinding {
-        line,
-        column: column.max(1),
-        rule,
-        message,
-    });
+pub(super) fn push(out: &mut Vec<LintFinding>, line: usize, column: usize, rule: &'static str, message: String) {
+    out.push(LintFinding { line, column: column.max(1), rule, message });
 }
 
 // ---------------------------------------------------------------- line rules
@@ -48,11 +35,7 @@ fn line_rules(text: &str, out: &mut Vec<LintFinding>) {
         return;
     }
     let ends_nl = text.ends_with('\n');
-    let body = if ends_nl {
-        &text[..text.len() - 1]
-    } else {
-        text
-    };
+    let body = if ends_nl { &text[..text.len() - 1] } else { text };
     let nlines = body.bytes().filter(|&b| b == b'\n').count() + 1;
     let (mut run, mut run_start) = (0usize, 0usize);
     let mut last_len = 0;
@@ -66,30 +49,14 @@ fn line_rules(text: &str, out: &mut Vec<LintFinding>) {
     for (i, raw) in body.split('\n').enumerate() {
         let ln = i + 1;
         let terminated = ends_nl || ln < nlines;
-        let content = if terminated {
-            raw.strip_suffix('\r').unwrap_or(raw)
-        } else {
-            raw
-        };
+        let content = if terminated { raw.strip_suffix('\r').unwrap_or(raw) } else { raw };
         if ln == 1 && (ends_nl || nlines > 1) && raw.ends_with('\r') {
             let col = content.chars().count() + 1;
-            push(
-                out,
-                1,
-                col,
-                "new-lines",
-                "wrong new line character: expected \\n".into(),
-            );
+            push(out, 1, col, "new-lines", "wrong new line character: expected \\n".into());
         }
         let trimmed = content.trim_end_matches([' ', '\t']);
         if trimmed.len() < content.len() {
-            push(
-                out,
-                ln,
-                trimmed.chars().count() + 1,
-                "trailing-spaces",
-                "trailing spaces".into(),
-            );
+            push(out, ln, trimmed.chars().count() + 1, "trailing-spaces", "trailing spaces".into());
         }
         if content.is_empty() {
             if run == 0 {
@@ -108,12 +75,6 @@ fn line_rules(text: &str, out: &mut Vec<LintFinding>) {
         flush(out, run, run_start, true);
     }
     if !ends_nl {
-        push(
-            out,
-            nlines,
-            last_len + 1,
-            "new-line-at-end-of-file",
-            "no new line character at the end of file".into(),
-        );
+        push(out, nlines, last_len + 1, "new-line-at-end-of-file", "no new line character at the end of file".into());
     }
 }

@@ -125,19 +125,10 @@ impl<'a> Scanner<'a> {
         if self.eof() {
             return;
         }
-        let real = self
-            .t
-            .get(self.pos..)
-            .and_then(|s| s.chars().next())
-            .unwrap_or(' ');
+        let real = self.t.get(self.pos..).and_then(|s| s.chars().next()).unwrap_or(' ');
         self.pos += real.len_utf8();
         self.ci += 1;
-        if c == '\n'
-            || c == '\u{85}'
-            || c == '\u{2028}'
-            || c == '\u{2029}'
-            || (c == '\r' && self.ch(0) != '\n')
-        {
+        if c == '\n' || c == '\u{85}' || c == '\u{2028}' || c == '\u{2029}' || (c == '\r' && self.ch(0) != '\n') {
             self.line += 1;
             self.col = 0;
         } else if c != '\u{feff}' {
@@ -152,10 +143,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn mark(&self) -> Mark {
-        Mark {
-            line: self.line,
-            col: self.col,
-        }
+        Mark { line: self.line, col: self.col }
     }
 
     fn line_break(&mut self) {
@@ -216,13 +204,7 @@ impl<'a> Scanner<'a> {
             self.remove_key()?;
             let required = self.flow == 0 && self.indent == self.col as i64;
             let num = self.taken + self.q.len();
-            let k = SimpleKey {
-                level: self.flow,
-                num,
-                required,
-                ci: self.ci,
-                mark: self.mark(),
-            };
+            let k = SimpleKey { level: self.flow, num, required, ci: self.ci, mark: self.mark() };
             self.keys.push_back(k);
         }
         Ok(())
@@ -260,11 +242,7 @@ impl<'a> Scanner<'a> {
         while self.indent > col {
             let m = self.mark();
             self.indent = self.indents.pop().unwrap_or(-1);
-            self.q.push_back(Tok {
-                k: K::BEnd,
-                s: m,
-                e: m,
-            });
+            self.q.push_back(Tok { k: K::BEnd, s: m, e: m });
         }
     }
 
@@ -398,9 +376,7 @@ impl<'a> Scanner<'a> {
                     }
                     self.fwd();
                 } else {
-                    while self.ch(0).is_ascii_alphanumeric()
-                        || "-;/?:@&=+$,_.!~*'()[]%".contains(self.ch(0))
-                    {
+                    while self.ch(0).is_ascii_alphanumeric() || "-;/?:@&=+$,_.!~*'()[]%".contains(self.ch(0)) {
                         self.fwd();
                     }
                 }
@@ -420,8 +396,7 @@ impl<'a> Scanner<'a> {
                 self.quoted(c, s)?;
             }
             _ => {
-                let plain_start = !(c.is_whitespace() && c != '\u{85}' && c != '\u{a0}')
-                    && !"-?:,[]{}#&*!|>'\"%@`".contains(c)
+                let plain_start = (!c.is_whitespace() || c == '\u{85}' || c == '\u{a0}') && !"-?:,[]{}#&*!|>'\"%@`".contains(c)
                     || (!self.blank(1) && (c == '-' || (!flow && (c == '?' || c == ':'))));
                 if !plain_start || c == '\t' || c == '\u{1}' {
                     return Err(Stop);
@@ -438,11 +413,7 @@ impl<'a> Scanner<'a> {
         let key = self.keys.back().copied().filter(|k| k.level == self.flow);
         if let Some(k) = key {
             self.keys.pop_back();
-            let t = Tok {
-                k: K::Key,
-                s: k.mark,
-                e: k.mark,
-            };
+            let t = Tok { k: K::Key, s: k.mark, e: k.mark };
             let i = k.num.saturating_sub(self.taken).min(self.q.len());
             self.q.insert(i, t);
             self.roll_indent(k.mark.col, Some(k.num), K::BMapStart, k.mark);
@@ -522,11 +493,7 @@ impl<'a> Scanner<'a> {
             end = self.mark();
             self.line_break();
         }
-        self.q.push_back(Tok {
-            k: K::Scalar,
-            s,
-            e: end,
-        });
+        self.q.push_back(Tok { k: K::Scalar, s, e: end });
         Ok(())
     }
 
@@ -620,11 +587,7 @@ impl<'a> Scanner<'a> {
         if end == s {
             return Err(Stop);
         }
-        self.q.push_back(Tok {
-            k: K::Scalar,
-            s,
-            e: end,
-        });
+        self.q.push_back(Tok { k: K::Scalar, s, e: end });
         Ok(())
     }
 }
