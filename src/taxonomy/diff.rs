@@ -139,7 +139,10 @@ pub fn tree_at_base(root: &Path, base: &str) -> Result<Location, GitError> {
     if base.starts_with('-') {
         return Err(GitError(format!("`{base}` is not a git ref")));
     }
-    let prefix = String::from_utf8_lossy(&git(root, &["rev-parse", "--show-prefix"], None)?).trim().to_string();
+    let prefix = git(root, &["rev-parse", "--show-prefix"], None).map_err(|_| {
+        GitError(format!("{} is not inside a git work tree; compare with another tree instead: --against OTHER", root.display()))
+    })?;
+    let prefix = String::from_utf8_lossy(&prefix).trim().to_string();
     let fork = git(root, &["merge-base", "HEAD", base], None)
         .map_err(|e| GitError(format!("cannot find the fork point of HEAD from `{base}` ({e}); pass --base with a ref that exists here (e.g. --base main), --base empty, or --against OTHER")))?;
     let fork = String::from_utf8_lossy(&fork).trim().to_string();
