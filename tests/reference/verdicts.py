@@ -112,7 +112,8 @@ def verdict(parser, path):
         cause = e.__cause__ or e
         text = f"{type(cause).__name__}: {cause}"
         return {"valid": False, "errors": 1, "warnings": 0, "messages": out.messages, "exception": text}
-    out.messages = [m.replace(f"{Path.cwd()}{os.sep}", "") for m in out.messages]  # "does not exist" quotes an absolute path
+    # "does not exist" quotes an absolute path; "Cannot load schema file" quotes the venv's.
+    out.messages = [m.replace(f"{Path.cwd()}{os.sep}", "").replace(sys.prefix, "<venv>") for m in out.messages]
     counted = sum(m.startswith(("ERROR: ", "WARN: ")) for m in out.messages)
     assert counted == taxonomy.errors + taxonomy.warnings, (path, out.messages)
     return {
