@@ -134,6 +134,16 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
             return out;
         }
     };
+    // saphyr reads YAML 1.2; PyYAML refuses a few things 1.2 allows. Refuse them too.
+    if let Some((line, column)) = lint::pyyaml_scan_error(text) {
+        d.push(Diagnostic::error(
+            rel_path,
+            Pos::new(line, column),
+            codes::YAML_SYNTAX,
+            "the reference's YAML parser (PyYAML) cannot read this: a tab inside unquoted text, or an anchor name with punctuation, are the usual causes; quote the value or use spaces",
+        ));
+        return out;
+    }
     let value = match &doc.value {
         Some(v) if !is_falsy(v) => v.clone(),
         _ => {

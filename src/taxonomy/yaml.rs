@@ -135,7 +135,101 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
     if let Some(err) = check_printable(text) {
         return Err(err);
     }
-    Builder::default().run(text)
+    // PyYAML does not check the indentation of a quoted scalar's continuation lines; YAML 1.2
+    // (and so saphyr) does. Their leading spaces are folded away, so indenting them changes no
+    // value: do that, one scalar per retry, and parse again, to accept what the reference
+    // accepts. The retries are bounded by the bytes they re-parse.
+    let mut fixed: Option<String> = None;
+    let mut budget = REPARSE_BUDGET;
+    let mut last: Option<Pos> = None;
+    loop {
+        let current = fixed.as_deref().unwrap_or(text);
+        match Builder::default().run(current) {
+            // Each retry must move past the previous scalar, within the budget.
+            Err(e) if budget >= current.len() && last.is_none_or(|p| e.pos > p) => {
+                budget -= current.len();
+                last = Some(e.pos);
+                let next = if e.message == QUOTED_INDENT {
+                    reindent_quoted(current, e.pos)
+                } else if e.message == INDENTING_TAB && crate::taxonomy::lint::pyyaml_scan_error(text).is_none() {
+                    // PyYAML takes a tab in the leading whitespace of a quoted scalar's
+                    // continuation line as folded-away whitespace; so does a space.
+                    replace_tab(current, e.pos)
+                } else {
+                    None
+                };
+                match next {
+                    Some(next) => fixed = Some(next),
+                    None => return Err(e),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Bytes the quoted-scalar re-indentation may re-parse in all (8 MiB: hundreds of retries for a
+/// real leaf, a handful for a huge one).
+const REPARSE_BUDGET: usize = 8 * 1024 * 1024;
+
+const QUOTED_INDENT: &str = "invalid indentation in quoted scalar";
+const INDENTING_TAB: &str = "a tab is used for indentation; YAML indents with spaces only";
+
+/// `text` with the tab at `at` (1-based line and column) replaced by a space.
+fn replace_tab(text: &str, at: Pos) -> Option<String> {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let line = lines.get_mut(at.line.checked_sub(1)?)?;
+    let (i, c) = line.char_indices().nth(at.column.checked_sub(1)?)?;
+    if c != '\t' {
+        return None;
+    }
+    line.replace_range(i..i + 1, " ");
+    Some(lines.join("\n"))
+}
+
+/// Indent every continuation line of the quoted scalar that starts at `start` (1-based line and
+/// column of its opening quote) past the quote's column.
+fn reindent_quoted(text: &str, start: Pos) -> Option<String> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let first = *lines.get(start.line.checked_sub(1)?)?;
+    let quote_at = first.char_indices().nth(start.column.checked_sub(1)?).map(|(i, _)| i)?;
+    let quote = first[quote_at..].chars().next()?;
+    if quote != '\'' && quote != '"' {
+        return None;
+    }
+    let pad = " ".repeat(start.column);
+    let mut out: Vec<String> = lines[..start.line].iter().map(|l| l.to_string()).collect();
+    // Find where the scalar closes: '' escapes a single quote, \ escapes in double quotes.
+    let mut open = !closes(&first[quote_at + 1..], quote);
+    for line in &lines[start.line..] {
+        if open && !line.trim().is_empty() {
+            out.push(format!("{pad}{line}"));
+        } else {
+            out.push(line.to_string());
+        }
+        if open && closes(line, quote) {
+            open = false;
+        }
+    }
+    Some(out.join("\n"))
+}
+
+/// Whether `segment` (inside a quoted scalar) contains its closing quote.
+fn closes(segment: &str, quote: char) -> bool {
+    let mut chars = segment.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            ('"', '\\') => {
+                chars.next();
+            }
+            ('\'', '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (q, c) if q == c => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// PyYAML refuses control characters and a few others anywhere in the stream.
@@ -203,11 +297,7 @@ impl<'t> Builder<'t> {
                 }
                 if e.info().contains("tab") {
                     if let Some(tab) = self.indenting_tab(pos.line) {
-                        return Self::err(
-                            tab,
-                            crate::taxonomy::diagnostic::codes::YAML_SYNTAX,
-                            "a tab is used for indentation; YAML indents with spaces only",
-                        );
+                        return Self::err(tab, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, INDENTING_TAB);
                     }
                 }
                 Self::err(pos, crate::taxonomy::diagnostic::codes::YAML_SYNTAX, e.info().to_string())
@@ -654,6 +744,21 @@ mod tests {
         let err = load("a: \u{1}\n").unwrap_err();
         assert_eq!(err.code, "yaml.encoding");
         assert_eq!(err.pos, Pos::new(1, 4));
+    }
+
+    #[test]
+    fn under_indented_quoted_continuations_are_accepted_like_pyyaml() {
+        let doc = load("- q: 'How many colors: four,\n alpha, pink.\n\n    '\n  a: 'it''s\nok'\n").unwrap();
+        let v = doc.value.unwrap();
+        assert_eq!(v[0]["q"], serde_json::json!("How many colors: four, alpha, pink.\n"));
+        assert_eq!(v[0]["a"], serde_json::json!("it's ok"));
+    }
+
+    #[test]
+    fn a_tab_leading_a_quoted_continuation_line_is_whitespace_like_in_pyyaml() {
+        let doc = load("a: 'one\n\n\t    two'\n").unwrap();
+        assert_eq!(doc.value.unwrap()["a"], serde_json::json!("one\ntwo"));
+        assert_eq!(load("a:\n\tb: 1\n").unwrap_err().message, INDENTING_TAB);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub(super) struct Scanner<'a> {
     q: VecDeque<Tok>,
     taken: usize,
     done: bool,
+    /// Where scanning failed, if it did.
+    failed: Option<Mark>,
     flow: usize,
     indent: i64,
     indents: Vec<i64>,
@@ -86,6 +88,7 @@ impl<'a> Scanner<'a> {
             q: VecDeque::new(),
             taken: 0,
             done: false,
+            failed: None,
             flow: 0,
             indent: -1,
             indents: Vec::new(),
@@ -159,11 +162,17 @@ impl<'a> Scanner<'a> {
         self.q.push_back(Tok { k, s, e });
     }
 
+    /// Where scanning stopped on malformed input (after `next_token` returned `None`).
+    pub(super) fn failed_at(&self) -> Option<Mark> {
+        self.failed
+    }
+
     /// Next token, or None at the end (or after a scanning error).
     pub(super) fn next_token(&mut self) -> Option<Tok> {
         while self.need_more() {
             if self.fetch().is_err() {
                 self.done = true;
+                self.failed = Some(self.mark());
             }
         }
         let t = self.q.pop_front()?;
@@ -180,6 +189,7 @@ impl<'a> Scanner<'a> {
         }
         if self.stale_keys().is_err() {
             self.done = true;
+            self.failed = Some(self.mark());
             return false;
         }
         self.keys.front().map(|k| k.num) == Some(self.taken)
