@@ -134,8 +134,25 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
             return out;
         }
     };
+    // The reference reads files with universal newlines before parsing and linting, so PyYAML
+    // and yamllint never see a CR; do the same, and say so as a warning.
+    let unix_text;
+    let lint_text = if text.contains('\r') {
+        let first = text.split('\n').position(|l| l.contains('\r')).unwrap_or(0) + 1;
+        d.push(Diagnostic::warning(
+            rel_path,
+            Pos::new(first, 1),
+            "lint.new-lines",
+            "file uses CR or CRLF line endings; the reference converts them, but save it with \\n line endings (new-lines)",
+        ));
+        unix_text = text.replace("\r\n", "\n").replace('\r', "\n");
+        unix_text.as_str()
+    } else {
+        text
+    };
+    let (style_findings, scan_error) = lint::lint_and_scan(lint_text);
     // saphyr reads YAML 1.2; PyYAML refuses a few things 1.2 allows. Refuse them too.
-    if let Some((line, column)) = lint::pyyaml_scan_error(text) {
+    if let Some((line, column)) = scan_error {
         d.push(Diagnostic::error(
             rel_path,
             Pos::new(line, column),
@@ -162,26 +179,10 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
         return out;
     }
     let version = SchemaVersion::of(&value);
-    // The reference reads files with universal newlines before linting, so yamllint never sees
-    // a CR; do the same, and say so as a warning.
-    let unix_text;
-    let lint_text = if text.contains('\r') {
-        let first = text.split('\n').position(|l| l.contains('\r')).unwrap_or(0) + 1;
-        d.push(Diagnostic::warning(
-            rel_path,
-            Pos::new(first, 1),
-            "lint.new-lines",
-            "file uses CR or CRLF line endings; the reference converts them, but save it with \\n line endings (new-lines)",
-        ));
-        unix_text = text.replace("\r\n", "\n").replace('\r', "\n");
-        unix_text.as_str()
-    } else {
-        text
-    };
     // The reference lints only files above version 1 and treats every yamllint finding as an
     // error; for version 1 files we still show them, as warnings.
     let style = if version.is_linted() { Severity::Error } else { Severity::Warning };
-    for f in lint::lint(lint_text) {
+    for f in style_findings {
         let diag = Diagnostic::error(rel_path, Pos::new(f.line, f.column), lint_code(f.rule), format!("{} ({})", f.message, f.rule));
         d.push(Diagnostic { severity: style, ..diag });
     }

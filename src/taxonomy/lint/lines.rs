@@ -16,12 +16,18 @@ pub struct LintFinding {
 
 /// Lint `text` with the relaxed profile minus line-length. Never panics, for any input.
 pub fn lint(text: &str) -> Vec<LintFinding> {
+    lint_and_scan(text).0
+}
+
+/// [`lint`], plus where PyYAML's scanner would stop with an error (1-based line and column), in
+/// one pass over the tokens. See [`super::pyyaml_scan_error`].
+pub fn lint_and_scan(text: &str) -> (Vec<LintFinding>, Option<(usize, usize)>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     line_rules(text, &mut out);
-    super::spacing::token_rules(text, &mut out);
+    let failed = super::spacing::token_rules(text, &mut out).map(|m| (m.line + 1, m.col + 1));
     out.sort_by(|a, b| (a.line, a.column, a.rule, &a.message).cmp(&(b.line, b.column, b.rule, &b.message)));
-    out
+    (out, failed)
 }
 
 pub(super) fn push(out: &mut Vec<LintFinding>, line: usize, column: usize, rule: &'static str, message: String) {

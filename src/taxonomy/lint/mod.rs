@@ -38,14 +38,11 @@ mod spacing;
 mod tests;
 
 // The public interface lives in `lines.rs` next to the line-based rules.
-pub use lines::{lint, LintFinding};
+pub use lines::{lint, lint_and_scan, LintFinding};
 
 /// Where PyYAML's scanner (which the reference loads leaves with) would stop with an error, as
 /// 1-based line and column; `None` when it scans to the end. It is stricter than YAML 1.2 in a
 /// few places a leaf can hit: a tab inside unquoted text, an anchor name with punctuation.
 pub fn pyyaml_scan_error(text: &str) -> Option<(usize, usize)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut scanner = scanner::Scanner::new(text);
-    while scanner.next_token().is_some() {}
-    scanner.failed_at().map(|m| (m.line + 1, m.col + 1))
+    lint_and_scan(text).1
 }

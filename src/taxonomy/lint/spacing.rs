@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 
 // --------------------------------------------------------------- token rules
 
-pub(super) fn token_rules(text: &str, out: &mut Vec<LintFinding>) {
+/// Run the token rules; returns where the scanner stopped on malformed input, if it did.
+pub(super) fn token_rules(text: &str, out: &mut Vec<LintFinding>) -> Option<super::scanner::Mark> {
     let mut sc = Scanner::new(text);
     let mut win: VecDeque<Tok> = VecDeque::new();
     let mut prev: Option<Tok> = None;
@@ -27,6 +28,7 @@ pub(super) fn token_rules(text: &str, out: &mut Vec<LintFinding>) {
             prev = Some(cur);
         }
     }
+    sc.failed_at()
 }
 
 fn spacing(prev: Option<Tok>, cur: Tok, next: Option<Tok>, out: &mut Vec<LintFinding>) {
