@@ -18,7 +18,8 @@
 //! ```
 //!
 //! `column` is optional. `known_bug` (one line) marks a case where labflow is known to be wrong
-//! today: the test prints it instead of failing. `reference_differs` documents why labflow's
+//! today: the test prints it instead of failing, and fails once the case passes (remove the
+//! marker then). `reference_differs` documents why labflow's
 //! valid/invalid verdict deliberately differs from the reference validator's.
 //!
 //! For every case the test walks the case folder with [`labflow::taxonomy::walk`] and checks
