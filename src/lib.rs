@@ -10,3 +10,4 @@
 pub mod documents;
 pub mod store;
 pub mod taxonomy;
+pub mod teacher;

@@ -1,0 +1,28 @@
+//! Teachers: the one [`Client`] trait every generation and critique step talks to.
+//!
+//! Backends implement it: an OpenAI-compatible HTTP client (`http`), the embedded in-process model
+//! (`embedded`, over `model/`), and the content-addressed response cache (`cache`) that wraps
+//! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
+
+pub mod types;
+
+pub use types::{Choice, ChatMessage, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
+
+use futures::future::BoxFuture;
+
+/// A teacher model: completes requests, and scores continuations by probability.
+///
+/// Implementations must be cheap to share (`Arc<dyn Client>`) and safe to call concurrently; the
+/// engine keeps many requests in flight at once.
+pub trait Client: Send + Sync {
+    /// A stable identity of the model behind this client (backend, model name or file hash);
+    /// part of every cache key, so two different models never share cached answers.
+    fn identity(&self) -> String;
+
+    /// Complete one request, returning `request.sampling.n` choices.
+    fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>>;
+
+    /// Natural-log probability of each continuation given the prompt (summed over its tokens):
+    /// how judges score labels such as YES/NO or 1/2/3 without generating text.
+    fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>>;
+}
