@@ -4,6 +4,7 @@
 //! (`embedded`, over `model/`), and the content-addressed response cache (`cache`) that wraps
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
+pub mod cache;
 pub mod types;
 
 pub use types::{Choice, ChatMessage, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
