@@ -116,6 +116,8 @@ async fn miss_then_hit() {
     assert_eq!(second.usage, Usage::default(), "a hit spends nothing");
     let stats = client.cache().stats();
     assert_eq!((stats.hits, stats.misses, stats.entries, stats.pending), (1, 1, 1, 1));
+    let json = serde_json::to_value(&stats).expect("stats serialise");
+    assert_eq!(json["hits"], 1);
 }
 
 #[tokio::test]
@@ -249,6 +251,27 @@ async fn persists_in_local_folder() {
 }
 
 #[tokio::test]
+async fn two_writers_sharing_a_cache_never_overwrite_each_other() {
+    two_writers(Location::memory(Arc::new(InMemory::new()), "shared")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    two_writers(Location::open(&dir.path().to_string_lossy()).expect("location")).await;
+}
+
+async fn two_writers(location: Location) {
+    // Both open an empty cache, so both would pick segment 0.
+    let one = open(&location, fast()).await;
+    let two = open(&location, fast()).await;
+    let client_one = CachedClient::new(TestTeacher::new("t"), Arc::clone(&one));
+    let client_two = CachedClient::new(TestTeacher::new("t"), Arc::clone(&two));
+    client_one.complete(&request("from one", 3, Some(1))).await.expect("complete");
+    client_two.complete(&request("from two", 2, Some(1))).await.expect("complete");
+    one.flush().await.expect("flush");
+    two.flush().await.expect("flush");
+    let reopened = open(&location, fast()).await;
+    assert_eq!((reopened.stats().entries, reopened.stats().segments), (5, 2));
+}
+
+#[tokio::test]
 async fn background_flusher_writes_within_the_interval() {
     let location = Location::memory(Arc::new(InMemory::new()), "");
     let cache = open(&location, CacheConfig { flush_interval: Duration::from_millis(50), compact_above: 64 }).await;
@@ -300,6 +323,58 @@ async fn compaction_merges_segments_and_keeps_everything() {
     drop(client);
     let reopened = open(&location, config).await;
     assert_eq!((reopened.stats().entries, reopened.stats().dropped_records), (20, 0));
+}
+
+/// The same persistence test against a real S3-compatible server (`s3s-fs`, which checks
+/// request signatures); skipped with a message when it is not installed.
+#[tokio::test]
+async fn persists_in_s3() {
+    use object_store::aws::AmazonS3Builder;
+    if Command::new("s3s-fs").arg("--version").stdout(Stdio::null()).status().is_err() {
+        let msg = "s3s-fs not installed: `cargo install s3s-fs@0.14.1 --locked --features binary` (or run .ci/run)";
+        assert!(std::env::var("LABFLOW_REQUIRE_S3").as_deref() != Ok("1"), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(root.path().join("cache-bucket")).expect("bucket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "cachekey", "--secret-key", "cachesecret"])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not start listening on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Built directly rather than through `Location::open`, so no process-wide AWS_* variables
+    // are set under other tests' feet.
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name("cache-bucket")
+        .with_region("us-east-1")
+        .with_access_key_id("cachekey")
+        .with_secret_access_key("cachesecret")
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_allow_http(true)
+        .build()
+        .expect("s3 client");
+    let s3: Arc<dyn ObjectStore> = Arc::new(s3);
+    persists(Location::memory(Arc::clone(&s3), "runs/s3")).await;
+    two_writers(Location::memory(s3, "runs/shared")).await;
+    assert!(root.path().join("cache-bucket/runs/s3/cache/seg-0000000000000000.log").is_file());
 }
 
 /// Byte offsets where the records of a segment end, read from the documented format
@@ -382,9 +457,9 @@ proptest! {
             if let Some(f) = flip.filter(|_| cut > 0) {
                 let at = ((cut as f64) * f) as usize;
                 damaged[at] ^= 0x01;
-                // The record holding the flipped byte, if it was otherwise whole.
-                let start = ends.iter().rev().find(|&&e| e <= at).copied().unwrap_or(0);
-                lost_to_flip = usize::from(ends.iter().any(|&e| e > at && e <= cut && e > start));
+                // The record holding the flipped byte ends at the first end past it; it is lost
+                // if it was otherwise whole.
+                lost_to_flip = usize::from(ends.iter().find(|&&e| e > at).is_some_and(|&e| e <= cut));
             }
             object_store::ObjectStoreExt::put(store.as_ref(), &path, damaged.into()).await.expect("put");
             let whole = ends.iter().filter(|&&e| e <= cut).count();

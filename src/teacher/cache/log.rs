@@ -9,16 +9,18 @@
 //! deleted after, so a crash in between leaves duplicates, never a loss. Loading reads every
 //! segment in sequence order and keeps every record whose checksum matches (`segment`).
 //!
-//! One writer per location: two processes writing the same cache concurrently could pick the
-//! same sequence number. Durability is what the store gives: on a local disk a `kill -9` loses
-//! nothing flushed, but a power cut may, because object_store does not fsync.
+//! Segments are created with `PutMode::Create` where the store supports it, so two processes
+//! sharing a cache never overwrite each other's segment: the loser takes the next free number.
+//! (On a store without conditional puts, one writer per location.) Durability is what the store
+//! gives: on a local disk a `kill -9` loses nothing flushed, but a power cut may, because
+//! object_store does not fsync.
 
 use super::segment::{self, Key};
 use crate::store::Location;
 use crate::teacher::Choice;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,8 @@ struct State {
     /// Known segments: sequence number → size in bytes.
     segments: BTreeMap<u64, u64>,
     next_seq: u64,
+    /// The store refused `PutMode::Create`; plain puts from then on.
+    no_create: bool,
     stats: CacheStats,
 }
 
@@ -242,21 +246,9 @@ impl ResponseCache {
 
 /// Read every segment in sequence order into `state`.
 async fn load(location: &Location, state: &mut State) -> Result<(), CacheError> {
-    let dir = location.child(DIR);
     let store_error =
         |op, path: &ObjectPath, source| CacheError::Store { location: location.display.clone(), op, path: path.to_string(), source };
-    let listing: Vec<_> = location.store.list(Some(&dir)).try_collect().await.map_err(|e| store_error("list", &dir, e))?;
-    let mut segments: Vec<(u64, ObjectPath)> = listing
-        .into_iter()
-        .filter_map(|meta| {
-            let seq = parse_segment_name(meta.location.filename()?)?;
-            // Only direct children of the folder; anything deeper is not ours.
-            let direct = meta.location.prefix_match(&dir)?.count() == 1;
-            direct.then_some((seq, meta.location))
-        })
-        .collect();
-    segments.sort();
-    for (seq, path) in segments {
+    for (seq, path) in list_segments(location).await? {
         let bytes = match location.store.get(&path).await {
             Ok(got) => got.bytes().await.map_err(|e| store_error("read", &path, e))?,
             // Deleted since the listing (a compaction elsewhere finished): its records are in
@@ -285,6 +277,28 @@ async fn load(location: &Location, state: &mut State) -> Result<(), CacheError> 
         state.next_seq = state.next_seq.max(seq + 1);
     }
     Ok(())
+}
+
+/// The segments under `location`, in sequence order.
+async fn list_segments(location: &Location) -> Result<Vec<(u64, ObjectPath)>, CacheError> {
+    let dir = location.child(DIR);
+    let listing: Vec<_> = location.store.list(Some(&dir)).try_collect().await.map_err(|source| CacheError::Store {
+        location: location.display.clone(),
+        op: "list",
+        path: dir.to_string(),
+        source,
+    })?;
+    let mut segments: Vec<(u64, ObjectPath)> = listing
+        .into_iter()
+        .filter_map(|meta| {
+            let seq = parse_segment_name(meta.location.filename()?)?;
+            // Only direct children of the folder; anything deeper is not ours.
+            let direct = meta.location.prefix_match(&dir)?.count() == 1;
+            direct.then_some((seq, meta.location))
+        })
+        .collect();
+    segments.sort();
+    Ok(segments)
 }
 
 /// Flush every `flush_interval`, and once more when the cache is dropped.
@@ -321,29 +335,28 @@ impl Shared {
 
     async fn flush(&self) -> Result<u64, CacheError> {
         let _serial = self.flush_lock.lock().await;
-        let (buf, count, seq) = {
+        let (buf, count) = {
             let mut state = self.lock();
             if state.pending_count == 0 {
                 return Ok(0);
             }
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            (std::mem::take(&mut state.pending), std::mem::take(&mut state.pending_count), seq)
+            (std::mem::take(&mut state.pending), std::mem::take(&mut state.pending_count))
         };
-        let path = self.segment_path(seq);
         let size = buf.len() as u64;
-        if let Err(e) = self.location.store.put(&path, PutPayload::from(buf.clone())).await {
-            let mut state = self.lock();
-            // Put the entries back in front of whatever arrived meanwhile; order does not matter
-            // to a content-addressed map.
-            let newer = std::mem::replace(&mut state.pending, buf);
-            state.pending.extend_from_slice(&newer);
-            state.pending_count += count;
-            state.stats.flush_errors += 1;
-            let error = self.store_error("write", &path, e);
-            state.warn(error.to_string());
-            return Err(error);
-        }
+        let seq = match self.put_new(PutPayload::from(buf.clone())).await {
+            Ok(seq) => seq,
+            Err(error) => {
+                let mut state = self.lock();
+                // Put the entries back in front of whatever arrived meanwhile; order does not
+                // matter to a content-addressed map.
+                let newer = std::mem::replace(&mut state.pending, buf);
+                state.pending.extend_from_slice(&newer);
+                state.pending_count += count;
+                state.stats.flush_errors += 1;
+                state.warn(error.to_string());
+                return Err(error);
+            }
+        };
         let too_many = {
             let mut state = self.lock();
             state.segments.insert(seq, size);
@@ -360,14 +373,45 @@ impl Shared {
         Ok(count)
     }
 
+    /// Write `payload` as a new segment under the next free sequence number, which it returns.
+    async fn put_new(&self, payload: PutPayload) -> Result<u64, CacheError> {
+        // A few collisions in a row mean another writer is far ahead: list to catch up.
+        const TRIES_BEFORE_LISTING: u32 = 4;
+        const MAX_TRIES: u32 = 64;
+        let mut tries = 0;
+        loop {
+            let (seq, create) = {
+                let mut state = self.lock();
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                (seq, !state.no_create)
+            };
+            let path = self.segment_path(seq);
+            let result = if create {
+                self.location.store.put_opts(&path, payload.clone(), PutMode::Create.into()).await
+            } else {
+                self.location.store.put(&path, payload.clone()).await
+            };
+            match result {
+                Ok(_) => return Ok(seq),
+                Err(object_store::Error::AlreadyExists { .. }) if tries < MAX_TRIES => {
+                    tries += 1;
+                    if tries % TRIES_BEFORE_LISTING == 0 {
+                        let free = list_segments(&self.location).await?.last().map_or(0, |(last, _)| last + 1);
+                        let mut state = self.lock();
+                        state.next_seq = state.next_seq.max(free);
+                    }
+                }
+                // The retry takes the next number; a gap in the numbering is harmless.
+                Err(object_store::Error::NotImplemented { .. }) if create => self.lock().no_create = true,
+                Err(e) => return Err(self.store_error("write", &path, e)),
+            }
+        }
+    }
+
     /// Merge every known segment into one new segment. Caller holds `flush_lock`.
     async fn compact(&self) -> Result<(), CacheError> {
-        let (old, seq): (Vec<u64>, u64) = {
-            let mut state = self.lock();
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            (state.segments.keys().copied().collect(), seq)
-        };
+        let old: Vec<u64> = self.lock().segments.keys().copied().collect();
         // Copy intact records unchanged, first occurrence of each key, in sequence order: the
         // same entries a load would keep. Reading back from the store (rather than re-encoding
         // the in-memory map) keeps the state lock free of a long serialisation.
@@ -377,6 +421,9 @@ impl Shared {
             let path = self.segment_path(old_seq);
             let bytes = match self.location.store.get(&path).await {
                 Ok(got) => got.bytes().await.map_err(|e| self.store_error("read", &path, e))?,
+                // Another writer sharing the cache merged and deleted it; its records are in
+                // that writer's merged segment.
+                Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(self.store_error("read", &path, e)),
             };
             for record in segment::decode(&bytes).records {
@@ -385,9 +432,8 @@ impl Shared {
                 }
             }
         }
-        let path = self.segment_path(seq);
         let size = merged.len() as u64;
-        self.location.store.put(&path, PutPayload::from(merged)).await.map_err(|e| self.store_error("write", &path, e))?;
+        let seq = self.put_new(PutPayload::from(merged)).await?;
         {
             let mut state = self.lock();
             for old_seq in &old {
