@@ -471,6 +471,23 @@ mod tests {
         assert_eq!(parse_segment_name("seg-00000000000000+2.log"), None);
     }
 
+    #[tokio::test]
+    async fn answers_that_do_not_round_trip_are_served_but_not_stored() {
+        use crate::teacher::{FinishReason, TokenLogprob};
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let cache = ResponseCache::open(Location::memory(store, ""), CacheConfig::default()).await.expect("open");
+        let nan = Entry::Choice(Choice {
+            text: "x".into(),
+            finish_reason: FinishReason::Stop,
+            logprobs: Some(vec![TokenLogprob { token: "x".into(), logprob: f64::NAN, top: Vec::new() }]),
+        });
+        cache.insert([1; segment::KEY], &nan);
+        cache.insert([2; segment::KEY], &Entry::Score(vec![f64::NAN.to_bits()]));
+        let stats = cache.stats();
+        assert_eq!((stats.uncacheable, stats.entries, stats.pending), (1, 1, 1));
+        assert!(cache.get(&[1; segment::KEY]).is_none());
+    }
+
     #[test]
     fn scores_keep_infinities() {
         let entry = Entry::Score(vec![f64::NEG_INFINITY.to_bits(), (-0.25f64).to_bits()]);
