@@ -4,9 +4,11 @@
 //! (`embedded`, over `model/`), and the content-addressed response cache (`cache`) that wraps
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
+pub mod http;
 pub mod types;
 
-pub use types::{Choice, ChatMessage, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
+pub use http::{HttpClient, HttpConfig, HttpStats};
+pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 
 use futures::future::BoxFuture;
 
