@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::teacher::{Client, Prompt, Request, Response, TeacherError};
+use crate::teacher::{Client, Prompt, Request, Response, Sampling, TeacherError};
 
 /// Configuration of an [`HttpClient`], as written in a pipeline or teacher file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +132,8 @@ pub struct HttpClient {
     http: reqwest::Client,
     slots: Arc<Semaphore>,
     counters: Counters,
+    /// Whether this server's echo logprobs are right, probed once on the first `score`.
+    echo_aligned: tokio::sync::OnceCell<bool>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -199,6 +201,7 @@ impl HttpClient {
             key,
             http,
             counters: Counters::default(),
+            echo_aligned: tokio::sync::OnceCell::new(),
             config,
         })
     }
@@ -384,6 +387,26 @@ impl HttpClient {
         Ok(response)
     }
 
+    /// Probe whether echo logprobs agree with generation logprobs: greedy-generate one token
+    /// after a prompt every model continues the same way, then echo prompt + that token. Servers
+    /// that get echo wrong (llama-cpp-python 0.3.x shifts it by one token; others ignore `echo`)
+    /// fail here, and `score` refuses rather than return wrong numbers. Two requests per client.
+    async fn check_echo(&self) -> Result<bool, TeacherError> {
+        const PROBE: &str = "1, 2, 3, 4, 5, 6,";
+        let endpoint = self.endpoint("/completions");
+        let ask = Request {
+            model: String::new(),
+            prompt: Prompt::Text(PROBE.into()),
+            sampling: Sampling { logprobs: Some(1), ..Sampling::greedy(1) },
+        };
+        let generated = self.complete_n(&ask, 1, None).await?;
+        let Some(first) = generated.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|l| l.first()).cloned() else {
+            return Ok(false);
+        };
+        let reply = self.post(&endpoint, &wire::score_body(&self.config.model, &format!("{PROBE}{}", first.token))).await?;
+        Ok(wire::echoed_logprob(reply, PROBE.chars().count(), &first.token).is_some_and(|lp| (lp - first.logprob).abs() < 1e-3))
+    }
+
     async fn score_one(&self, prompt: &str, continuation: &str) -> Result<f64, TeacherError> {
         if continuation.is_empty() {
             return Ok(0.0);
@@ -429,6 +452,14 @@ impl Client for HttpClient {
                     ))
                 }
             };
+            if !*self.echo_aligned.get_or_try_init(|| self.check_echo()).await? {
+                return Err(TeacherError::Unsupported(format!(
+                    "score() over {}: this server's echo log-probabilities disagree with its generation log-probabilities \
+                     (llama-cpp-python 0.3.x shifts them by one token; llama.cpp's llama-server refuses echo); \
+                     score with the embedded teacher or a server whose echo is right (vLLM)",
+                    self.base
+                )));
+            }
             // The continuations are independent requests; the semaphore still bounds them.
             join_all(continuations.iter().map(|c| self.score_one(text, c))).await.into_iter().collect()
         }

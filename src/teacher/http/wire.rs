@@ -253,6 +253,37 @@ pub(crate) fn parse_completion(endpoint: &str, reply: Value, logprobs: Option<u3
     Ok(Response { choices: out, usage })
 }
 
+/// Start offsets of the tokens, from `text_offset` when given, else by adding up token lengths.
+fn starts(lp: &TextLogprobs) -> Result<Vec<usize>, ScoreFailure> {
+    let n = lp.tokens.len();
+    match &lp.text_offset {
+        Some(o) if o.len() == n => Ok(o.clone()),
+        Some(o) => Err(ScoreFailure::Data(format!("{n} tokens but {} text_offset entries", o.len()))),
+        None => Ok(lp
+            .tokens
+            .iter()
+            .scan(0usize, |at, t| {
+                let s = *at;
+                *at += t.chars().count();
+                Some(s)
+            })
+            .collect()),
+    }
+}
+
+/// The logprob an echo reply gives `token` starting at character `at`, if it has that token there.
+///
+/// The client's alignment probe: generate one greedy token after a prompt, then echo prompt +
+/// token; a server whose echo is right reports the same logprob for it both ways.
+pub(crate) fn echoed_logprob(reply: Value, at: usize, token: &str) -> Option<f64> {
+    let reply: Reply<TextChoice> = serde_json::from_value(reply).ok()?;
+    let lp = reply.choices?.into_iter().next()?.logprobs?;
+    let starts = starts(&lp).ok()?;
+    let pos = starts.iter().position(|&s| s == at)?;
+    (lp.tokens.get(pos)? == token).then_some(())?;
+    *lp.token_logprobs.get(pos)?
+}
+
 /// Why an echo reply could not be turned into a score.
 #[derive(Debug, PartialEq)]
 pub(crate) enum ScoreFailure {
@@ -270,10 +301,10 @@ pub(crate) enum ScoreFailure {
 /// token straddling the boundary is counted whole, as a tokenizer that merged the two would have
 /// produced it. Tokens at or past the end are the one generated token.
 ///
-/// Check: generation was greedy, so the generated token must be the most likely one at its
-/// position. llama-cpp-python 0.3.x reports each echoed token's probability under the *next*
-/// position's distribution (off by one); its greedy token then usually is not the best of its own
-/// `top_logprobs`, and the numbers are refused rather than returned wrong.
+/// Check: generation was greedy, so a generated token in the arrays must be the most likely one
+/// at its position; a server whose echo is shifted by one token fails this. Not every server puts
+/// the generated token in the arrays (llama-cpp-python does not), so the client also probes each
+/// server once (`HttpClient::check_echo`) before trusting its echo at all.
 pub(crate) fn score_from_echo(reply: Value, prompt: &str, continuation: &str) -> Result<f64, ScoreFailure> {
     let prompt_chars = prompt.chars().count();
     let full_chars = prompt_chars + continuation.chars().count();
@@ -291,20 +322,7 @@ pub(crate) fn score_from_echo(reply: Value, prompt: &str, continuation: &str) ->
     if lp.token_logprobs.len() != n {
         return Err(bad(format!("{n} tokens but {} token_logprobs", lp.token_logprobs.len())));
     }
-    // Start offsets, from text_offset when given, else by adding up token lengths.
-    let starts: Vec<usize> = match lp.text_offset {
-        Some(o) if o.len() == n => o,
-        Some(o) => return Err(bad(format!("{n} tokens but {} text_offset entries", o.len()))),
-        None => lp
-            .tokens
-            .iter()
-            .scan(0usize, |at, t| {
-                let s = *at;
-                *at += t.chars().count();
-                Some(s)
-            })
-            .collect(),
-    };
+    let starts = starts(&lp)?;
     if starts.first().is_none_or(|&s| s >= full_chars) {
         return Err(bad("no echoed tokens in the reply (does the server support `echo`?)".into()));
     }
@@ -495,6 +513,14 @@ mod tests {
         assert!(matches!(score_from_echo(reply, "Hi", " you"), Err(ScoreFailure::Data(m)) if m.contains("echo")));
         let reply = json!({"choices": [{"index": 0, "text": "Hi you!"}]});
         assert!(matches!(score_from_echo(reply, "Hi", " you"), Err(ScoreFailure::Data(m)) if m.contains("echo")));
+    }
+
+    #[test]
+    fn echoed_logprob_finds_the_probe_token() {
+        let reply = echo(&["1,", " 2,", " 3"], &[None, Some(-0.5), Some(-0.1)], json!(null));
+        assert_eq!(echoed_logprob(reply.clone(), 5, " 3"), Some(-0.1));
+        assert_eq!(echoed_logprob(reply.clone(), 5, " 4"), None);
+        assert_eq!(echoed_logprob(reply, 4, " 3"), None);
     }
 
     #[test]
