@@ -5,9 +5,11 @@
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
 pub mod cache;
+pub mod http;
 pub mod types;
 
-pub use types::{Choice, ChatMessage, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
+pub use http::{HttpClient, HttpConfig, HttpStats};
+pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 
 use futures::future::BoxFuture;
 
