@@ -14,6 +14,12 @@ What is recorded (tests/model_llama_cpp.rs and the unit tests in src/model/ read
   margins[i] is llama.cpp's gap between its best and second-best logit at generated step i: a
   small margin marks a near-tie where an f32 reference may legitimately choose differently.
 
+A second reference isolates llama.cpp's quantised arithmetic: the same GGUF re-written by
+llama.cpp's own `llama_model_quantize` as ALL_F32 (weights exactly the dequantised values), run
+with an f32 KV cache.  Its results are stored per prompt under "f32": {tokens, margins,
+top_logits, sample_logits} (same ids as above).  labflow's f32 reference should agree with it
+closely; the distance to the Q4_1 run is llama.cpp's Q8_1-activation / f16-KV rounding.
+
 Greedy decoding is done here by hand (argmax of llama.cpp's logits, one token at a time), not with
 llama.cpp's sampler, so that "greedy" means exactly argmax on both sides.
 
@@ -28,6 +34,7 @@ Run from the repo root (model from `bash models/fetch.sh`):
 import argparse
 import hashlib
 import json
+import os
 import platform
 
 import jinja2
@@ -102,10 +109,43 @@ def render(template, messages, add_generation_prompt):
     return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
 
 
+def decode_case(m, ids, sample_ids):
+    """Prompt logits (top 64 by value, and at sample_ids) and N_GEN argmax tokens with margins."""
+    m.reset()
+    m.eval(ids)
+    first = np.array(m.scores[m.n_tokens - 1], dtype=np.float32)
+    order = np.argsort(-first, kind="stable")
+    top = [[int(i), float(first[i])] for i in order[:64]]
+    sample = [[i, float(first[i])] for i in sample_ids]
+    tokens, margins = [], []
+    logits = first
+    for _ in range(N_GEN):
+        o = np.argsort(-logits, kind="stable")
+        tok = int(o[0])
+        tokens.append(tok)
+        margins.append(float(logits[o[0]] - logits[o[1]]))
+        m.eval([tok])
+        logits = np.array(m.scores[m.n_tokens - 1], dtype=np.float32)
+    return {"tokens": tokens, "margins": margins, "top_logits": top, "sample_logits": sample}
+
+
+def f32_copy(model, path):
+    """The GGUF re-written as ALL_F32 by llama.cpp itself."""
+    import ctypes
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = 0  # LLAMA_FTYPE_ALL_F32
+    params.allow_requantize = True
+    rc = llama_cpp.llama_model_quantize(model.encode(), path.encode(), ctypes.byref(params))
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize to F32 failed: {rc}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--f32-tmp", default="/tmp/labflow-smollm2-f32.gguf", help="where to write the F32 copy")
     args = ap.parse_args()
 
     with open(args.model, "rb") as f:
@@ -140,35 +180,16 @@ def main():
     for name, kind, prompt in GREEDY:
         text = render(template, prompt, True) if kind == "chat" else prompt
         ids = m.tokenize(text.encode(), add_bos=False, special=True)
-        m.reset()
-        m.eval(ids)
-        first = np.array(m.scores[m.n_tokens - 1], dtype=np.float32)
-        order = np.argsort(-first, kind="stable")
-        top = [[int(i), float(first[i])] for i in order[:64]]
-        sample = [[i, float(first[i])] for i in sample_ids]
-        tokens, margins = [], []
-        logits = first
-        for _ in range(N_GEN):
-            o = np.argsort(-logits, kind="stable")
-            tok = int(o[0])
-            tokens.append(tok)
-            margins.append(float(logits[o[0]] - logits[o[1]]))
-            m.eval([tok])
-            logits = np.array(m.scores[m.n_tokens - 1], dtype=np.float32)
-        out["greedy"].append(
-            {
-                "name": name,
-                "kind": kind,
-                "prompt": prompt,
-                "prompt_ids": ids,
-                "tokens": tokens,
-                "margins": margins,
-                "text": m.detokenize(tokens).decode("utf-8", errors="replace"),
-                "top_logits": top,
-                "sample_logits": sample,
-            }
-        )
+        out["greedy"].append({"name": name, "kind": kind, "prompt": prompt, "prompt_ids": ids})
+        case = decode_case(m, ids, sample_ids)
+        case["text"] = m.detokenize(case["tokens"]).decode("utf-8", errors="replace")
+        out["greedy"][-1].update(case)
 
+    f32_copy(args.model, args.f32_tmp)
+    m32 = Llama(args.f32_tmp, n_ctx=1024, n_threads=1, logits_all=True, verbose=False, type_k=0, type_v=0)
+    for case in out["greedy"]:
+        case["f32"] = decode_case(m32, case["prompt_ids"], sample_ids)
+    os.remove(args.f32_tmp)
     with open(args.output, "w") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
         f.write("\n")
