@@ -30,9 +30,8 @@ impl ChatTemplate {
     pub fn from_gguf(f: &GgufFile) -> Result<ChatTemplate, ModelError> {
         let source = f.req_str("tokenizer.chat_template")?;
         let tokens = f.req_str_array("tokenizer.ggml.tokens")?;
-        let text = |key: &str| {
-            f.get(key).and_then(|v| v.as_u64()).and_then(|i| tokens.get(i as usize)).map(|s| s.to_string()).unwrap_or_default()
-        };
+        let text =
+            |key: &str| f.get(key).and_then(|v| v.as_u64()).and_then(|i| tokens.get(i as usize)).map(|s| s.to_string()).unwrap_or_default();
         ChatTemplate::new(source, text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id"))
     }
 

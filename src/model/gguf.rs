@@ -181,7 +181,10 @@ impl GgufFile {
                     ),
                 });
             };
-            let n: usize = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| format(format!("tensor {name:?}: element count overflows")))?;
+            let n: usize = dims
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| format(format!("tensor {name:?}: element count overflows")))?;
             if dims.first().is_some_and(|&d| d % ty.block_len() != 0) {
                 return Err(format(format!(
                     "tensor {name:?}: row length {} is not a multiple of the {} block size {}",
@@ -191,7 +194,10 @@ impl GgufFile {
                 )));
             }
             let len = ty.bytes_for(n).ok_or_else(|| format(format!("tensor {name:?}: {n} elements is not a whole number of blocks")))?;
-            let start = usize::try_from(offset).ok().and_then(|o| o.checked_add(data_start)).ok_or_else(|| format(format!("tensor {name:?}: offset {offset} too large")))?;
+            let start = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(data_start))
+                .ok_or_else(|| format(format!("tensor {name:?}: offset {offset} too large")))?;
             let end = start.checked_add(len).ok_or_else(|| format(format!("tensor {name:?}: offset {offset} too large")))?;
             if end > bytes.len() {
                 return Err(format(format!(
@@ -234,7 +240,10 @@ impl GgufFile {
 
     /// A required non-negative integer value.
     pub fn req_usize(&self, key: &str) -> Result<usize, ModelError> {
-        self.get(key).and_then(MetaValue::as_u64).and_then(|v| usize::try_from(v).ok()).ok_or_else(|| self.missing(key, "an unsigned integer"))
+        self.get(key)
+            .and_then(MetaValue::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| self.missing(key, "an unsigned integer"))
     }
 
     /// An optional numeric value (an error when present with another type).
@@ -277,7 +286,9 @@ impl GgufFile {
 
     /// A tensor dequantised to `f32`, checking its dimensions (innermost first) against `dims`.
     pub fn tensor_f32(&self, name: &str, dims: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let info = self.tensor(name).ok_or_else(|| ModelError::Missing { path: self.path.clone(), message: format!("tensor {name:?} is absent") })?;
+        let info = self
+            .tensor(name)
+            .ok_or_else(|| ModelError::Missing { path: self.path.clone(), message: format!("tensor {name:?} is absent") })?;
         if info.dims != dims {
             return Err(ModelError::Missing {
                 path: self.path.clone(),
@@ -285,7 +296,8 @@ impl GgufFile {
             });
         }
         let mut out = vec![0f32; info.n_elements()];
-        dequant::dequantize(info.ty, self.tensor_bytes(info), &mut out).map_err(|e| ModelError::Format { path: self.path.clone(), message: format!("tensor {name:?}: {e}") })?;
+        dequant::dequantize(info.ty, self.tensor_bytes(info), &mut out)
+            .map_err(|e| ModelError::Format { path: self.path.clone(), message: format!("tensor {name:?}: {e}") })?;
         Ok(out)
     }
 }
@@ -305,9 +317,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            format!("truncated: needs {n} bytes at offset {} but the file has {} bytes", self.pos, self.bytes.len())
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| format!("truncated: needs {n} bytes at offset {} but the file has {} bytes", self.pos, self.bytes.len()))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)

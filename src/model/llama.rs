@@ -92,7 +92,10 @@ impl Config {
         }
         let vocab_size = match f.get(&key("vocab_size")) {
             Some(_) => f.req_usize(&key("vocab_size"))?,
-            None => f.tensor("token_embd.weight").and_then(|t| t.dims.get(1).copied()).ok_or_else(|| bad("no vocab_size and no token_embd.weight".into()))?,
+            None => f
+                .tensor("token_embd.weight")
+                .and_then(|t| t.dims.get(1).copied())
+                .ok_or_else(|| bad("no vocab_size and no token_embd.weight".into()))?,
         };
         Ok(Config {
             arch,
@@ -269,7 +272,10 @@ impl Model {
         // x: [T, C]
         let mut x = Vec::with_capacity(t_len * c);
         for &tok in tokens {
-            let row = self.tok_embd.get(tok as usize * c..(tok as usize + 1) * c).ok_or_else(|| ModelError::Input(format!("token id {tok} outside the vocabulary of {}", cfg.vocab_size)))?;
+            let row = self
+                .tok_embd
+                .get(tok as usize * c..(tok as usize + 1) * c)
+                .ok_or_else(|| ModelError::Input(format!("token id {tok} outside the vocabulary of {}", cfg.vocab_size)))?;
             x.extend_from_slice(row);
         }
         let q_dim = cfg.n_heads * cfg.head_dim;

@@ -50,9 +50,14 @@ impl Tokenizer {
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
         let merges = merges
             .iter()
-            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| ModelError::Tokenizer(format!("merge {m:?} is not two tokens"))))
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| ModelError::Tokenizer(format!("merge {m:?} is not two tokens")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| ModelError::Tokenizer(format!("building BPE: {e}")))?;
+        let bpe =
+            BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| ModelError::Tokenizer(format!("building BPE: {e}")))?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
@@ -72,12 +77,7 @@ impl Tokenizer {
         inner.add_special_tokens(control).map_err(|e| ModelError::Tokenizer(format!("adding control tokens: {e}")))?;
         inner.add_tokens(user).map_err(|e| ModelError::Tokenizer(format!("adding user-defined tokens: {e}")))?;
         let id = |key: &str| f.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok());
-        Ok(Tokenizer {
-            inner,
-            bos: id("tokenizer.ggml.bos_token_id"),
-            eos: id("tokenizer.ggml.eos_token_id"),
-            vocab_size: tokens.len(),
-        })
+        Ok(Tokenizer { inner, bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"), vocab_size: tokens.len() })
     }
 
     /// Token ids of `text`; special tokens written in the text become their ids; no BOS is added.

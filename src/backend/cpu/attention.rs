@@ -78,7 +78,7 @@ mod tests {
         let (q, k, v) = ([1.0, 2.0], [0.5, -1.0], [10.0, 20.0]);
         let mut out = vec![0.0; 2];
         attention(&q, &k, &v, 0, shape, &mut out);
-        let (e0, e1) = ((2.0f64 * 0.5).exp(), (2.0f64 * -1.0).exp());
+        let (e0, e1) = (1.0f64.exp(), (-2.0f64).exp()); // scores q1·k0 = 1, q1·k1 = -2
         assert_eq!(out[0], 10.0);
         assert!((f64::from(out[1]) - (10.0 * e0 + 20.0 * e1) / (e0 + e1)).abs() < 1e-5);
         // The same second token computed alone, with the first one cached, gives the same answer.

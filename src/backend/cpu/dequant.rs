@@ -81,11 +81,8 @@ fn block_q4_1(b: &[u8], y: &mut [f32]) {
 /// 4..8 take their low 4 bits from byte `j + 4` (scale: low nibble, min: high nibble) and their top
 /// 2 bits from the top bits of bytes `j − 4` (scale) and `j` (min).
 fn scale_min_k4(j: usize, s: &[u8]) -> (f32, f32) {
-    let (sc, m) = if j < 4 {
-        (s[j] & 63, s[j + 4] & 63)
-    } else {
-        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
-    };
+    let (sc, m) =
+        if j < 4 { (s[j] & 63, s[j + 4] & 63) } else { ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4)) };
     (f32::from(sc), f32::from(m))
 }
 
