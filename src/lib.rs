@@ -7,7 +7,9 @@
 //! over them.
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod documents;
+pub mod model;
 pub mod store;
 pub mod taxonomy;
 pub mod teacher;

@@ -1,0 +1,89 @@
+//! Causal grouped-query attention over a KV cache: query head `h` reads key/value head
+//! `h / (n_heads / n_kv_heads)`, and the query at position `p` sees keys `0..=p`.
+
+/// Shapes of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    /// Query heads `H`.
+    pub n_heads: usize,
+    /// Key/value heads `Hkv` (divides `H`).
+    pub n_kv_heads: usize,
+    /// Head size `D`.
+    pub head_dim: usize,
+}
+
+/// `out = softmax(q·kᵀ / √D + causal mask) · v`, per query head.
+///
+/// `q: [T, H, D]` for the new tokens at positions `pos0..pos0+T`; `k, v: [S, Hkv, D]` holding
+/// every cached position `0..S` with `S = pos0 + T` (the new tokens included); `out: [T, H, D]`.
+/// Scores, the softmax and the weighted sum are accumulated in f64.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape, out: &mut [f32]) {
+    let AttnShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let (q_row, kv_row) = (n_heads * d, n_kv_heads * d);
+    let t_len = q.len() / q_row;
+    assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "invariant: kv heads divide query heads");
+    assert!(k.len() == v.len() && k.len() >= (pos0 + t_len) * kv_row && out.len() == q.len(), "invariant: attention shapes agree");
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut scores = Vec::new();
+    let mut acc = vec![0f64; d];
+    for t in 0..t_len {
+        let n_keys = pos0 + t + 1;
+        for h in 0..n_heads {
+            let kh = h / group;
+            let qh = &q[t * q_row + h * d..][..d];
+            scores.clear();
+            for s in 0..n_keys {
+                let ks = &k[s * kv_row + kh * d..][..d];
+                let dot: f64 = qh.iter().zip(ks).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+                scores.push(dot * scale);
+            }
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut total = 0.0;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                total += *sc;
+            }
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (s, &p) in scores.iter().enumerate() {
+                let vs = &v[s * kv_row + kh * d..][..d];
+                for (a, &x) in acc.iter_mut().zip(vs) {
+                    *a += p * f64::from(x);
+                }
+            }
+            for (o, &a) in out[t * q_row + h * d..][..d].iter_mut().zip(&acc) {
+                *o = (a / total) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_position_copies_its_value_and_groups_share_kv() {
+        // 2 query heads share 1 kv head; one token: attention over one key returns its value.
+        let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 2 };
+        let mut out = vec![0.0; 4];
+        attention(&[1.0, 0.0, 0.0, 1.0], &[0.3, 0.4], &[5.0, -6.0], 0, shape, &mut out);
+        assert_eq!(out, vec![5.0, -6.0, 5.0, -6.0]);
+    }
+
+    #[test]
+    fn causal_softmax_weights() {
+        // Two tokens, one head of size 1: query 1 sees keys 0 and 1 with scores q·k.
+        let shape = AttnShape { n_heads: 1, n_kv_heads: 1, head_dim: 1 };
+        let (q, k, v) = ([1.0, 2.0], [0.5, -1.0], [10.0, 20.0]);
+        let mut out = vec![0.0; 2];
+        attention(&q, &k, &v, 0, shape, &mut out);
+        let (e0, e1) = (1.0f64.exp(), (-2.0f64).exp()); // scores q1·k0 = 1, q1·k1 = -2
+        assert_eq!(out[0], 10.0);
+        assert!((f64::from(out[1]) - (10.0 * e0 + 20.0 * e1) / (e0 + e1)).abs() < 1e-5);
+        // The same second token computed alone, with the first one cached, gives the same answer.
+        let mut alone = vec![0.0; 1];
+        attention(&q[1..], &k, &v, 1, shape, &mut alone);
+        assert_eq!(alone[0], out[1]);
+    }
+}

@@ -1,0 +1,10 @@
+//! CPU ops, one per file. Each is the plainly-correct reference that faster paths (blocked,
+//! quantised, CUDA) are tested against; where a file also has a fast path (`matmul`), the slow
+//! reference sits beside it and a test compares them.
+
+pub mod attention;
+pub mod dequant;
+pub mod matmul;
+pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;

@@ -1,0 +1,113 @@
+//! The tokenizer, rebuilt from GGUF metadata with the `tokenizers` crate: a byte-level BPE from
+//! `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`, the pre-tokenizer llama.cpp uses for the
+//! file's `tokenizer.ggml.pre`, and the control / user-defined tokens as added tokens matched
+//! before BPE (so `<|im_start|>` in a prompt is one token, as with llama.cpp's `special=true`).
+//!
+//! Encoding adds no BOS (SmolLM2's `tokenizer.ggml.add_bos_token` is false; callers that need one
+//! prepend [`Tokenizer::bos_id`]). Token ids equal llama.cpp's on the strings in
+//! `tests/fixtures/model/llama_cpp_smollm2.json`.
+
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+use super::{GgufFile, ModelError};
+
+/// GGUF token types (`tokenizer.ggml.token_type`).
+const TOKEN_CONTROL: u64 = 3;
+const TOKEN_USER_DEFINED: u64 = 4;
+
+/// A tokenizer with the model's special token ids.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    vocab_size: usize,
+}
+
+impl Tokenizer {
+    /// Rebuilds the tokenizer stored in a GGUF file's metadata.
+    pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer, ModelError> {
+        let unsupported = |message: String| ModelError::Unsupported { path: f.path().to_path_buf(), message };
+        let model = f.req_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(unsupported(format!("tokenizer model {model:?}; supported: gpt2 (byte-level BPE)")));
+        }
+        let pre = f.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre_tokenizer = match pre {
+            // llama.cpp's `smollm` pre-tokenizer: single digits, then GPT-2's byte-level regex.
+            "smollm" => Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
+            ]),
+            other => return Err(unsupported(format!("tokenizer pre-tokenizer {other:?}; supported: smollm"))),
+        };
+        let tokens = f.req_str_array("tokenizer.ggml.tokens")?;
+        let merges = f.req_str_array("tokenizer.ggml.merges")?;
+        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        let merges = merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| ModelError::Tokenizer(format!("merge {m:?} is not two tokens")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bpe =
+            BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| ModelError::Tokenizer(format!("building BPE: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tokenizer));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+
+        let types: Vec<u64> = match f.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+            None => Vec::new(),
+        };
+        let (mut control, mut user) = (Vec::new(), Vec::new());
+        for (tok, &ty) in tokens.iter().zip(&types) {
+            match ty {
+                TOKEN_CONTROL => control.push(AddedToken::from(tok.to_string(), true).normalized(false)),
+                TOKEN_USER_DEFINED => user.push(AddedToken::from(tok.to_string(), false).normalized(false)),
+                _ => {}
+            }
+        }
+        inner.add_special_tokens(control).map_err(|e| ModelError::Tokenizer(format!("adding control tokens: {e}")))?;
+        inner.add_tokens(user).map_err(|e| ModelError::Tokenizer(format!("adding user-defined tokens: {e}")))?;
+        let id = |key: &str| f.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok());
+        Ok(Tokenizer { inner, bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"), vocab_size: tokens.len() })
+    }
+
+    /// Token ids of `text`; special tokens written in the text become their ids; no BOS is added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let enc = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer(format!("encoding: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The text of `ids`; control tokens are dropped when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.inner.decode(ids, skip_special).map_err(|e| ModelError::Tokenizer(format!("decoding: {e}")))
+    }
+
+    /// The vocabulary entry of a token (byte-level form, e.g. `Ġthe`).
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Beginning-of-sequence id, if the model has one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// End-of-sequence id, if the model has one.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+}
