@@ -146,6 +146,7 @@ pub struct Model {
 }
 
 /// Keys and values of every block for the positions seen so far.
+#[derive(Clone)]
 pub struct KvCache {
     /// Per block `[len, Hkv·D]`.
     k: Vec<Vec<f32>>,

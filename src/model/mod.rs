@@ -10,6 +10,7 @@ pub mod chat_template;
 mod error;
 pub mod gguf;
 pub mod llama;
+pub mod sample;
 pub mod tokenizer;
 
 pub use chat_template::ChatTemplate;

@@ -5,9 +5,11 @@
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
 pub mod cache;
+pub mod embedded;
 pub mod http;
 pub mod types;
 
+pub use embedded::EmbeddedTeacher;
 pub use http::{HttpClient, HttpConfig, HttpStats};
 pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 

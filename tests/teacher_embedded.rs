@@ -1,0 +1,120 @@
+//! The embedded teacher through the `Client` trait, on the real SmolLM2 GGUF: greedy text equals
+//! llama.cpp's (F32 run, from `tests/fixtures/model/llama_cpp_smollm2.json`), seeded sampling
+//! is reproducible, stop strings and max_tokens end choices, log-probabilities are consistent,
+//! and `score` ranks a right label above a wrong one.
+//!
+//! Without the model file the tests print SKIPPED (run `bash models/fetch.sh`); with
+//! `LABFLOW_REQUIRE_MODEL=1` (CI) they fail instead.
+
+use labflow::teacher::{ChatMessage, Client, EmbeddedTeacher, FinishReason, Prompt, Request, Sampling};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The teacher, loaded once per test binary; `None` (after a SKIPPED line) without the model.
+fn teacher() -> Option<&'static EmbeddedTeacher> {
+    static T: OnceLock<Option<EmbeddedTeacher>> = OnceLock::new();
+    T.get_or_init(|| {
+        let path = model_path();
+        if !path.is_file() {
+            assert_ne!(std::env::var("LABFLOW_REQUIRE_MODEL").as_deref(), Ok("1"), "model missing: run bash models/fetch.sh");
+            eprintln!("SKIPPED: {} missing; run bash models/fetch.sh", path.display());
+            return None;
+        }
+        Some(EmbeddedTeacher::load(&path).expect("model loads"))
+    })
+    .as_ref()
+}
+
+fn request(prompt: Prompt, sampling: Sampling) -> Request {
+    Request { model: String::new(), prompt, sampling }
+}
+
+#[tokio::test]
+async fn greedy_text_matches_llama_cpp_f32_tokens() {
+    let Some(t) = teacher() else { return };
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/model/llama_cpp_smollm2.json")).expect("fixture");
+    for case in fixture["greedy"].as_array().expect("greedy cases").iter().filter(|c| c["name"] == "chat_colors" || c["name"] == "raw_story") {
+        let prompt = match case["kind"].as_str() {
+            Some("chat") => Prompt::Chat(serde_json::from_value::<Vec<ChatMessage>>(case["prompt"].clone()).expect("messages")),
+            _ => Prompt::Text(case["prompt"].as_str().expect("text").to_string()),
+        };
+        let want: Vec<u32> = serde_json::from_value(case["f32"]["tokens"].clone()).expect("tokens");
+        let n = 12;
+        let got = t.complete(&request(prompt.clone(), Sampling::greedy(n))).await.expect("complete");
+        let choice = &got.choices[0];
+        assert_eq!(choice.finish_reason, FinishReason::Length);
+        assert_eq!(got.usage.completion_tokens, n as u64);
+        // Decode llama.cpp's tokens with our tokenizer: the teacher's text must be exactly that.
+        let want_text = {
+            let ids = t.tokenize(&choice.text).expect("tokenize");
+            assert_eq!(ids, want[..ids.len()].to_vec(), "{}: tokens of our text vs llama.cpp's", case["name"]);
+            choice.text.clone()
+        };
+        assert!(!want_text.is_empty());
+        let rendered = t.render(&prompt).expect("render");
+        let prompt_ids: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).expect("prompt ids");
+        assert_eq!(t.tokenize(&rendered).expect("tokenize"), prompt_ids, "{}: prompt tokens", case["name"]);
+    }
+}
+
+#[tokio::test]
+async fn seeded_sampling_is_reproducible_and_choices_follow_the_seed_convention() {
+    let Some(t) = teacher() else { return };
+    let prompt = Prompt::Chat(vec![ChatMessage::new("user", "Name a fruit.")]);
+    let sampling = Sampling { temperature: 0.9, top_p: 0.95, max_tokens: 6, seed: Some(42), n: 2, ..Sampling::default() };
+    let a = t.complete(&request(prompt.clone(), sampling.clone())).await.expect("complete");
+    let b = t.complete(&request(prompt.clone(), sampling.clone())).await.expect("complete");
+    assert_eq!(a, b, "same seed and request → same text");
+    assert_eq!(a.choices.len(), 2);
+    let second = t.complete(&request(prompt, Sampling { n: 1, seed: Some(43), ..sampling })).await.expect("complete");
+    assert_eq!(second.choices[0], a.choices[1], "choice i of a seeded request uses seed + i");
+}
+
+#[tokio::test]
+async fn stop_strings_logprobs_and_max_tokens() {
+    let Some(t) = teacher() else { return };
+    let prompt = Prompt::Text("Once upon a time, in a small village by the sea,".into());
+    let free = t.complete(&request(prompt.clone(), Sampling { logprobs: Some(3), ..Sampling::greedy(6) })).await.expect("complete");
+    let text = free.choices[0].text.clone();
+    let lps = free.choices[0].logprobs.as_ref().expect("logprobs");
+    assert_eq!(lps.len(), 6);
+    for lp in lps {
+        assert_eq!(lp.top.len(), 3);
+        assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1), "top sorted");
+        // Greedy: the chosen token is the most likely one.
+        assert!((lp.logprob - lp.top[0].1).abs() < 1e-9 && lp.logprob <= 0.0);
+    }
+    // Stop at the second word of the greedy text: the text ends right before it.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(words.len() >= 2, "{text:?}");
+    let stop = format!(" {}", words[1]);
+    let stopped = t.complete(&request(prompt, Sampling { stop: vec![stop.clone()], ..Sampling::greedy(6) })).await.expect("complete");
+    assert_eq!(stopped.choices[0].finish_reason, FinishReason::Stop);
+    assert_eq!(stopped.choices[0].text, text[..text.find(&stop).expect("stop in text")]);
+}
+
+#[tokio::test]
+async fn score_prefers_the_right_label() {
+    let Some(t) = teacher() else { return };
+    let prompt = Prompt::Text("The capital of France is".into());
+    let scores = t.score(&prompt, &[" Paris".to_string(), " London".to_string(), " Paris, the city of light".to_string()]).await.expect("score");
+    assert!(scores[0] > scores[1], "{scores:?}");
+    assert!(scores[2] < scores[0], "a longer continuation has lower joint probability: {scores:?}");
+    // A one-token continuation's score is the logprob the decoder reports for it.
+    let one = t.complete(&request(prompt, Sampling { logprobs: Some(5), ..Sampling::greedy(1) })).await.expect("complete");
+    let lp = &one.choices[0].logprobs.as_ref().expect("logprobs")[0];
+    if lp.token == " Paris" {
+        assert!((lp.logprob - scores[0]).abs() < 1e-6, "{} vs {}", lp.logprob, scores[0]);
+    }
+}
+
+#[test]
+fn a_missing_model_names_the_fetch_command() {
+    let err = EmbeddedTeacher::load("/no/such/model.gguf").expect_err("missing file");
+    assert!(err.to_string().contains("bash models/fetch.sh"), "{err}");
+}
