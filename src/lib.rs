@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod documents;
+pub mod serve;
 pub mod store;
 pub mod taxonomy;
 pub mod teacher;
