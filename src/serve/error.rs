@@ -40,15 +40,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A 400 about `param`.
+    /// A 400 about `param`. The message is prefixed with the field's name unless it names it.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            kind: "invalid_request_error",
-            param: Some(param.into()),
-            code: None,
-        }
+        let (param, message) = (param.into(), message.into());
+        let message = if message.contains(&param) { message } else { format!("{param}: {message}") };
+        ApiError { status: StatusCode::BAD_REQUEST, message, kind: "invalid_request_error", param: Some(param), code: None }
     }
 
     /// A 400 for a well-formed request this server does not support; `param` names the field.
