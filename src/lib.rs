@@ -3,8 +3,9 @@
 //!
 //! This crate grows by rooms (see `../shared/docs/ARCHITECTURE.md`): [`taxonomy`] reads and
 //! validates the `qna.yaml` tree, [`documents`] resolves knowledge documents, and [`store`] turns
-//! URLs into object stores. The `labflow` binary (`src/main.rs`, `src/cli/`) is a thin layer
-//! over them.
+//! URLs into object stores; [`teacher`] talks to teacher models and [`serve`] puts any of them
+//! behind an OpenAI-compatible HTTP server. The `labflow` binary (`src/main.rs`, `src/cli/`) is
+//! a thin layer over them.
 #![warn(missing_docs)]
 
 pub mod documents;

@@ -130,6 +130,11 @@ async fn models_lists_the_served_model() {
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
     let m = &body["data"][0];
     assert_eq!((&m["id"], &m["object"], &m["owned_by"]), (&json!("echo-model"), &json!("model"), &json!("labflow")));
+    let one: Value = reqwest::get(format!("http://{address}/v1/models/echo-model")).await.expect("get").json().await.expect("json");
+    assert_eq!(&one, m);
+    let reply = reqwest::get(format!("http://{address}/v1/models/other")).await.expect("get");
+    assert_eq!(reply.status().as_u16(), 404);
+    assert_eq!(reply.json::<Value>().await.expect("json")["error"]["code"], "model_not_found");
 }
 
 #[tokio::test]
@@ -310,6 +315,8 @@ async fn api_key_is_required_when_set() {
     }
     let reply = http.get(&url).bearer_auth("sekrit").send().await.expect("send");
     assert_eq!(reply.status().as_u16(), 200);
+    let reply = http.get(&url).header("authorization", "bearer sekrit").send().await.expect("send");
+    assert_eq!(reply.status().as_u16(), 200, "the scheme is case-insensitive");
     let reply = http.post(format!("http://{address}/v1/chat/completions")).json(&chat_body("x")).send().await.expect("send");
     assert_eq!(reply.status().as_u16(), 401, "every endpoint is guarded");
 }
@@ -331,6 +338,7 @@ async fn bad_requests_get_openai_errors_naming_the_field() {
         ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
         ("/v1/completions", json!({"prompt": "x", "logprobs": 21}), "logprobs"),
         ("/v1/completions", json!({"prompt": 5}), "prompt"),
+        ("/v1/completions", json!({"prompt": vec!["p"; 9], "n": 128}), "prompt"),
     ] {
         let (status, body) = post(address, path, &request).await;
         assert_eq!(status, 400, "{request}");

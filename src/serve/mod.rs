@@ -8,9 +8,14 @@
 //! caching belong to the [`Client`] it is given (the embedded model, an upstream HTTP server,
 //! either behind the response cache).
 //!
+//! Streaming is simulated for now: [`Client::complete`] answers whole, so the server completes
+//! first and then sends the text in pieces (one per token when log-probabilities were asked
+//! for, else one per word). True token streaming arrives with the embedded model's decode loop.
+//!
 //! It binds 127.0.0.1 unless told otherwise; see [`exposure_warning`].
 //!
 //! [`Client`]: crate::teacher::Client
+//! [`Client::complete`]: crate::teacher::Client::complete
 
 mod error;
 mod listen;

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 pub const MAX_N: u32 = 128;
 /// Most alternatives per position (`top_logprobs`, completions' `logprobs`); OpenAI's limit.
 pub const MAX_TOP_LOGPROBS: u32 = 20;
+/// Most choices one request may ask for in all (prompts × `n`).
+pub const MAX_CHOICES: usize = 1024;
 /// `max_tokens` of a completions request that gives none: OpenAI's default.
 const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
@@ -139,6 +141,12 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ApiRequest, ApiError> {
             (text_prompts(&f)?, echo)
         }
     };
+    if prompts.len() * sampling.n as usize > MAX_CHOICES {
+        return Err(ApiError::invalid(
+            "prompt",
+            format!("{} prompts × n = {} asks for more than {MAX_CHOICES} choices", prompts.len(), sampling.n),
+        ));
+    }
     Ok(ApiRequest { endpoint, prompts, sampling, stream, include_usage, echo })
 }
 

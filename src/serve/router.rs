@@ -7,7 +7,7 @@ use super::render::{self, Meta};
 use crate::teacher::{Client, Request, Response as TeacherResponse, TeacherError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request as HttpRequest, State};
+use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::{header, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
@@ -40,6 +40,7 @@ pub fn router(client: Arc<dyn Client>, model_name: String, api_key: Option<Strin
     let state = Arc::new(Served { client, model: model_name, api_key, started: unix_now() });
     Router::new()
         .route("/v1/models", get(models))
+        .route("/v1/models/{*id}", get(model))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .fallback(not_found)
@@ -62,7 +63,14 @@ async fn authorize(State(state): State<Shared>, request: HttpRequest, next: Next
     let Some(expected) = state.api_key.as_deref() else {
         return next.run(request).await;
     };
-    let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key);
     match given {
         Some(key) if same_secret(key.trim().as_bytes(), expected.as_bytes()) => next.run(request).await,
         Some(_) => ApiError::unauthorized("incorrect API key provided").into_response(),
@@ -75,6 +83,19 @@ async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
         "object": "list",
         "data": [{"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"}],
     }))
+}
+
+async fn model(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    if id != state.model {
+        return Err(ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            message: format!("the model `{id}` does not exist; this server serves `{}`", state.model),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        });
+    }
+    Ok(Json(json!({"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"})))
 }
 
 async fn chat(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

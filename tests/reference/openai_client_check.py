@@ -51,6 +51,7 @@ def main():
     ids = [m.id for m in models.data]
     check(len(ids) == 1 and models.data[0].owned_by == "labflow", f"models: {models}")
     model = ids[0]
+    check(client.models.retrieve(model).id == model, "models.retrieve")
     done.append("models")
 
     # Chat, greedy.
