@@ -3,13 +3,15 @@
 //!
 //! This crate grows by rooms (see `../shared/docs/ARCHITECTURE.md`): [`taxonomy`] reads and
 //! validates the `qna.yaml` tree, [`documents`] resolves knowledge documents, and [`store`] turns
-//! URLs into object stores. The `labflow` binary (`src/main.rs`, `src/cli/`) is a thin layer
-//! over them.
+//! URLs into object stores; [`teacher`] talks to teacher models and [`serve`] puts any of them
+//! behind an OpenAI-compatible HTTP server. The `labflow` binary (`src/main.rs`, `src/cli/`) is
+//! a thin layer over them.
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod documents;
 pub mod model;
+pub mod serve;
 pub mod store;
 pub mod taxonomy;
 pub mod teacher;

@@ -4,6 +4,7 @@
 //! at all or the command line is wrong.
 
 mod taxonomy;
+mod teacher;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,11 @@ enum Command {
     Leaves(taxonomy::LeavesArgs),
     /// Show leaves added, modified, moved or removed against a git base or another tree.
     Diff(taxonomy::DiffArgs),
+    /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
+    /// /v1/chat/completions, /v1/completions, streaming), on 127.0.0.1 unless told otherwise.
+    Serve(teacher::ServeArgs),
+    /// Ask a teacher model one chat question (PROMPT, or standard input) and print the answer.
+    Chat(teacher::ChatArgs),
 }
 
 /// Parse arguments, run the command, map the outcome to an exit code.
@@ -45,6 +51,8 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => taxonomy::validate(args).await,
             Command::Leaves(args) => taxonomy::leaves(args).await,
             Command::Diff(args) => taxonomy::diff(args).await,
+            Command::Serve(args) => teacher::serve(args).await,
+            Command::Chat(args) => teacher::chat(args).await,
         }
     });
     match result {

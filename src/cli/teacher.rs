@@ -1,0 +1,162 @@
+//! `labflow serve` and `labflow chat`: a teacher behind an OpenAI-compatible server, or asked
+//! once from the command line. Both open their teacher through [`open_teacher`].
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use labflow::serve::{self, ServeOptions};
+use labflow::store::Location;
+use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
+use labflow::teacher::{ChatMessage, Client, Prompt, Request, Sampling};
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The model: a GGUF file or safetensors folder, or the URL of an OpenAI-compatible server.
+    #[arg(long, value_name = "PATH|URL")]
+    pub model: String,
+    /// Address to listen on. Anything but loopback makes the model reachable from the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// TCP port (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every request. Default: the environment variable
+    /// LABFLOW_API_KEY when set (which keeps the key out of the process list).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Answer repeated requests from a response cache in this folder or object-store URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub cache: Option<String>,
+    /// The model name the server reports (default: the model file's stem, or the URL).
+    #[arg(long, value_name = "NAME")]
+    pub served_model_name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// The model: a GGUF file or safetensors folder, or the URL of an OpenAI-compatible server.
+    #[arg(long, value_name = "PATH|URL")]
+    pub model: String,
+    /// The user message; read from standard input when absent.
+    pub prompt: Option<String>,
+    /// A system message sent before it.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 is greedy (the default, so the same prompt gives the same answer).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Seed for sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Answer from a response cache in this folder or object-store URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub cache: Option<String>,
+}
+
+/// Open the teacher named by `--model`: the one place a model argument becomes a [`Client`].
+///
+/// - `http://HOST:PORT/v1#MODEL` (or https): an upstream OpenAI-compatible server through
+///   `teacher::http`; `#MODEL` names the model there (default `default`), and the API key, if
+///   any, is read from `OPENAI_API_KEY`.
+/// - a GGUF file: the embedded model, in this process.
+fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
+    let lower = model.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let (base, name) = model.split_once('#').unwrap_or((model, "default"));
+        let mut config = labflow::teacher::HttpConfig::new(base.trim_end_matches('/'), name);
+        if std::env::var_os("OPENAI_API_KEY").is_some() {
+            config.api_key_env = Some("OPENAI_API_KEY".to_string());
+        }
+        return Ok(Arc::new(labflow::teacher::HttpClient::new(config)?));
+    }
+    let path = Path::new(model);
+    if !path.exists() {
+        bail!("model `{model}` not found; fetch the default model (SmolLM2-135M-Instruct GGUF) with `bash models/fetch.sh`");
+    }
+    Ok(Arc::new(labflow::teacher::EmbeddedTeacher::load(path)?))
+}
+
+/// Put the response cache at `spec` in front of `client`.
+async fn with_cache(client: Arc<dyn Client>, spec: Option<&str>) -> Result<(Arc<dyn Client>, Option<Arc<ResponseCache>>)> {
+    let Some(spec) = spec else {
+        return Ok((client, None));
+    };
+    let location = Location::open(spec).with_context(|| format!("cannot open the cache location `{spec}`"))?;
+    let cache = Arc::new(ResponseCache::open(location, CacheConfig::default()).await?);
+    Ok((Arc::new(CachedClient::new(client, Arc::clone(&cache))), Some(cache)))
+}
+
+/// The name `/v1/models` reports: the file stem of a model path, or the URL as given.
+fn model_name(model: &str) -> String {
+    if model.contains("://") {
+        return model.to_string();
+    }
+    let path = Path::new(model.trim_end_matches('/'));
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string())
+}
+
+pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let api_key = args.api_key.or_else(|| std::env::var("LABFLOW_API_KEY").ok().filter(|k| !k.is_empty()));
+    let options = ServeOptions { host: args.host, port: args.port, api_key };
+    let (client, cache) = with_cache(open_teacher(&args.model)?, args.cache.as_deref()).await?;
+    let name = args.served_model_name.unwrap_or_else(|| model_name(&args.model));
+    if let Some(warning) = serve::exposure_warning(&options) {
+        eprintln!("{warning}");
+    }
+    let listener = serve::bind(&options).await?;
+    let address = listener.local_addr().context("cannot read the bound address")?;
+    eprintln!("labflow serve: `{name}` on http://{address}/v1 (Ctrl-C stops)");
+    serve::serve_on(listener, client, name, &options).await?;
+    if let Some(cache) = cache {
+        cache.flush().await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
+    let prompt = match args.prompt {
+        Some(p) => p,
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read the prompt from standard input")?;
+            text
+        }
+    };
+    let (client, cache) = with_cache(open_teacher(&args.model)?, args.cache.as_deref()).await?;
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(ChatMessage::new("system", system));
+    }
+    messages.push(ChatMessage::new("user", prompt.trim_end()));
+    let sampling = Sampling { temperature: args.temperature, max_tokens: args.max_tokens, seed: args.seed, ..Sampling::default() };
+    let request = Request { model: model_name(&args.model), prompt: Prompt::Chat(messages), sampling };
+    let response = client.complete(&request).await?;
+    if let Some(cache) = cache {
+        cache.flush().await?;
+    }
+    let Some(choice) = response.choices.first() else {
+        bail!("the teacher returned no answer");
+    };
+    println!("{}", choice.text);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_missing_models() {
+        assert_eq!(model_name("models/SmolLM2-135M-Instruct.Q4_1.gguf"), "SmolLM2-135M-Instruct.Q4_1");
+        assert_eq!(model_name("/m/qwen/"), "qwen");
+        assert_eq!(model_name("http://h:1/v1"), "http://h:1/v1");
+        let err = open_teacher("/no/such/model.gguf").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("bash models/fetch.sh"), "{err}");
+    }
+}

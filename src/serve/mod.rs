@@ -1,0 +1,28 @@
+//! `labflow serve`: an OpenAI-compatible HTTP server over any teacher [`Client`].
+//!
+//! Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, with `n`,
+//! `seed`, `temperature`, `top_p`, `top_k` (an extension), `max_tokens`, `stop`, log-probabilities
+//! and `stream: true` (server-sent events ending in `data: [DONE]`). Requests are parsed in
+//! `parse`, answered by the teacher, and rendered in OpenAI's exact shapes in `render`; errors
+//! use OpenAI's error object (`error`). The server is a thin layer: sampling, batching and
+//! caching belong to the [`Client`] it is given (the embedded model, an upstream HTTP server,
+//! either behind the response cache).
+//!
+//! Streaming is simulated for now: [`Client::complete`] answers whole, so the server completes
+//! first and then sends the text in pieces (one per token when log-probabilities were asked
+//! for, else one per word). True token streaming arrives with the embedded model's decode loop.
+//!
+//! It binds 127.0.0.1 unless told otherwise; see [`exposure_warning`].
+//!
+//! [`Client`]: crate::teacher::Client
+//! [`Client::complete`]: crate::teacher::Client::complete
+
+mod error;
+mod listen;
+mod parse;
+mod render;
+mod router;
+
+pub use error::{ApiError, ServeError};
+pub use listen::{bind, exposure_warning, is_loopback, serve, serve_on, ServeOptions};
+pub use router::router;

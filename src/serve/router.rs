@@ -1,0 +1,182 @@
+//! The axum [`Router`] of `labflow serve`: the three OpenAI endpoints, the API-key check, and
+//! OpenAI-shaped answers for unknown paths and methods.
+
+use super::error::ApiError;
+use super::parse::{self, ApiRequest, Endpoint};
+use super::render::{self, Meta};
+use crate::teacher::{Client, Request, Response as TeacherResponse, TeacherError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::{header, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What every handler shares.
+struct Served {
+    client: Arc<dyn Client>,
+    model: String,
+    api_key: Option<String>,
+    started: u64,
+}
+
+type Shared = Arc<Served>;
+
+/// The server's routes over `client`, answering as `model_name`.
+///
+/// Any `model` a request names is accepted and answered by `client` (as llama.cpp's server
+/// does): one server serves one model, and clients are often configured with a name of their
+/// own. Responses carry `model_name`, so a client can see which model answered.
+///
+/// With `api_key`, every request must carry `Authorization: Bearer <api_key>`.
+pub fn router(client: Arc<dyn Client>, model_name: String, api_key: Option<String>) -> Router {
+    let state = Arc::new(Served { client, model: model_name, api_key, started: unix_now() });
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/models/{*id}", get(model))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
+        .with_state(state)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Compare without an early exit, so response timing does not reveal how much of a guessed
+/// key was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(State(state): State<Shared>, request: HttpRequest, next: Next) -> Response {
+    let Some(expected) = state.api_key.as_deref() else {
+        return next.run(request).await;
+    };
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key);
+    match given {
+        Some(key) if same_secret(key.trim().as_bytes(), expected.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("incorrect API key provided").into_response(),
+        None => ApiError::unauthorized("missing API key: send the header `Authorization: Bearer <key>`").into_response(),
+    }
+}
+
+async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"}],
+    }))
+}
+
+async fn model(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    if id != state.model {
+        return Err(ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            message: format!("the model `{id}` does not exist; this server serves `{}`", state.model),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        });
+    }
+    Ok(Json(json!({"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"})))
+}
+
+async fn chat(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    answer(&state, Endpoint::Chat, body).await
+}
+
+async fn completions(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    answer(&state, Endpoint::Completions, body).await
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("{method} is not allowed on `{}`", uri.path()),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("method_not_allowed"),
+    }
+}
+
+/// Parse, ask the teacher once per prompt (concurrently), and answer whole or as a stream.
+///
+/// Streaming is simulated: `Client::complete` is not incremental, so the answer is completed
+/// first and then sent in pieces (tokens when log-probabilities spell the text, else words).
+/// True token-by-token streaming arrives with the embedded model's decode loop.
+async fn answer(state: &Served, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body =
+        body.map_err(|e| ApiError { status: e.status(), ..ApiError::invalid("body", format!("cannot read the request body: {e}")) })?;
+    let request = parse::parse(endpoint, &body)?;
+    let responses = complete(state, &request).await?;
+    let meta = Meta {
+        id: format!(
+            "{}-{:016x}{:016x}",
+            if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" },
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        ),
+        created: unix_now(),
+        model: state.model.clone(),
+    };
+    if request.stream {
+        let events = render::stream(&request, &responses, &meta).into_iter().map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+        Ok(Sse::new(futures::stream::iter(events)).into_response())
+    } else {
+        Ok(Json(render::body(&request, &responses, &meta)).into_response())
+    }
+}
+
+async fn complete(state: &Served, request: &ApiRequest) -> Result<Vec<TeacherResponse>, ApiError> {
+    let requests: Vec<Request> = request
+        .prompts
+        .iter()
+        .map(|prompt| Request { model: state.model.clone(), prompt: prompt.clone(), sampling: request.sampling.clone() })
+        .collect();
+    let responses =
+        futures::future::try_join_all(requests.iter().map(|r| state.client.complete(r))).await.map_err(|e| ApiError::teacher(&e))?;
+    for response in &responses {
+        if response.choices.len() != request.sampling.n as usize {
+            let error = TeacherError::Data {
+                endpoint: state.client.identity(),
+                message: format!("asked for {} choices, got {}", request.sampling.n, response.choices.len()),
+            };
+            return Err(ApiError::teacher(&error));
+        }
+    }
+    Ok(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
+}
