@@ -397,5 +397,9 @@ fn cli_names_the_fetch_script_and_the_missing_embedded_model() {
     let out = std::process::Command::new(bin).args(["chat", "--model", &path, "hello"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
+    assert!(stderr.contains("not a valid GGUF file"), "{stderr}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(bin).args(["chat", "--model", &dir.path().to_string_lossy(), "hello"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("safetensors folders are not supported yet"));
 }

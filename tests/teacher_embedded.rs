@@ -38,7 +38,9 @@ fn request(prompt: Prompt, sampling: Sampling) -> Request {
 async fn greedy_text_matches_llama_cpp_f32_tokens() {
     let Some(t) = teacher() else { return };
     let fixture: Value = serde_json::from_str(include_str!("fixtures/model/llama_cpp_smollm2.json")).expect("fixture");
-    for case in fixture["greedy"].as_array().expect("greedy cases").iter().filter(|c| c["name"] == "chat_colors" || c["name"] == "raw_story") {
+    for case in
+        fixture["greedy"].as_array().expect("greedy cases").iter().filter(|c| c["name"] == "chat_colors" || c["name"] == "raw_story")
+    {
         let prompt = match case["kind"].as_str() {
             Some("chat") => Prompt::Chat(serde_json::from_value::<Vec<ChatMessage>>(case["prompt"].clone()).expect("messages")),
             _ => Prompt::Text(case["prompt"].as_str().expect("text").to_string()),
@@ -102,7 +104,8 @@ async fn stop_strings_logprobs_and_max_tokens() {
 async fn score_prefers_the_right_label() {
     let Some(t) = teacher() else { return };
     let prompt = Prompt::Text("The capital of France is".into());
-    let scores = t.score(&prompt, &[" Paris".to_string(), " London".to_string(), " Paris, the city of light".to_string()]).await.expect("score");
+    let scores =
+        t.score(&prompt, &[" Paris".to_string(), " London".to_string(), " Paris, the city of light".to_string()]).await.expect("score");
     assert!(scores[0] > scores[1], "{scores:?}");
     assert!(scores[2] < scores[0], "a longer continuation has lower joint probability: {scores:?}");
     // A one-token continuation's score is the logprob the decoder reports for it.

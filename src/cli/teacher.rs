@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The model: a GGUF file or safetensors folder, or the URL of an OpenAI-compatible server.
+    /// The model: a GGUF file, or the URL of an OpenAI-compatible server.
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// Address to listen on. Anything but loopback makes the model reachable from the network.
@@ -37,7 +37,7 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
-    /// The model: a GGUF file or safetensors folder, or the URL of an OpenAI-compatible server.
+    /// The model: a GGUF file, or the URL of an OpenAI-compatible server.
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// The user message; read from standard input when absent.
@@ -78,6 +78,9 @@ fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
     let path = Path::new(model);
     if !path.exists() {
         bail!("model `{model}` not found; fetch the default model (SmolLM2-135M-Instruct GGUF) with `bash models/fetch.sh`");
+    }
+    if path.is_dir() {
+        bail!("`{model}` is a folder: Hugging Face safetensors folders are not supported yet (issue 3); pass a GGUF file");
     }
     Ok(Arc::new(labflow::teacher::EmbeddedTeacher::load(path)?))
 }
