@@ -36,7 +36,7 @@ fn model() -> Option<PathBuf> {
     None
 }
 
-fn start(model: &PathBuf) -> Server {
+fn start(model: &std::path::Path) -> Server {
     let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let child = Command::new(env!("CARGO_BIN_EXE_labflow"))
         .args(["serve", "--model", model.to_str().expect("utf-8"), "--port", &port.to_string(), "--api-key", "embedded-key"])
