@@ -121,3 +121,25 @@ fn a_missing_model_names_the_fetch_command() {
     let err = EmbeddedTeacher::load("/no/such/model.gguf").expect_err("missing file");
     assert!(err.to_string().contains("bash models/fetch.sh"), "{err}");
 }
+
+#[test]
+fn chat_with_a_cache_answers_the_second_time_from_it() {
+    if teacher().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("not/yet/there");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_labflow"))
+            .args(["chat", "--model", model_path().to_str().expect("utf-8"), "--max-tokens", "6", "--cache", cache.to_str().expect("utf-8"), "Name a color."])
+            .output()
+            .expect("labflow chat runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = run();
+    assert!(!first.trim().is_empty());
+    let segments = std::fs::read_dir(cache.join("cache")).expect("cache folder created").count();
+    assert!(segments >= 1);
+    assert_eq!(run(), first);
+}

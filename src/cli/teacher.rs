@@ -90,7 +90,7 @@ async fn with_cache(client: Arc<dyn Client>, spec: Option<&str>) -> Result<(Arc<
     let Some(spec) = spec else {
         return Ok((client, None));
     };
-    let location = Location::open(spec).with_context(|| format!("cannot open the cache location `{spec}`"))?;
+    let location = Location::open_or_create(spec).with_context(|| format!("cannot open the cache location `{spec}`"))?;
     let cache = Arc::new(ResponseCache::open(location, CacheConfig::default()).await?);
     Ok((Arc::new(CachedClient::new(client, Arc::clone(&cache))), Some(cache)))
 }

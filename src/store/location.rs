@@ -81,6 +81,20 @@ impl Location {
         }
     }
 
+    /// Like [`Location::open`], for a place labflow writes to: a local folder (or `file://`
+    /// folder) that does not exist yet is created first.
+    pub fn open_or_create(spec: &str) -> Result<Location, StoreError> {
+        let local = match spec.split_once("://") {
+            None => Some(PathBuf::from(spec)),
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("file") => url::Url::parse(spec).ok().and_then(|u| u.to_file_path().ok()),
+            Some(_) => None,
+        };
+        if let Some(dir) = local {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: format!("cannot create the folder: {e}") })?;
+        }
+        Self::open(spec)
+    }
+
     /// A location over an existing store (tests use this with [`InMemory`]).
     pub fn memory(store: Arc<dyn ObjectStore>, prefix: &str) -> Location {
         Location { store, prefix: ObjectPath::from(prefix), display: format!("memory:///{prefix}"), local_root: None }
