@@ -14,8 +14,9 @@
 
 use std::path::Path;
 
-use crate::backend::cpu::attention::{attention, AttnShape};
+use crate::backend::cpu::attention::{attention, attention_one, AttnShape};
 use crate::backend::cpu::matmul::matmul_wt_threads;
+use crate::backend::cpu::matvec::matvec_wt;
 use crate::backend::cpu::qmatmul::{qmatmul_wt, QActs, QMatrix};
 use crate::backend::cpu::rmsnorm::rmsnorm;
 use crate::backend::cpu::rope::rope;
@@ -331,8 +332,10 @@ impl Model {
 
     /// One decode step for many sequences: `steps[b] = (token, cache)` feeds `token` after what
     /// `cache` holds (each sequence at its own position) and returns its logits `[V]`. Projections,
-    /// the FFN and the LM head run as `[B, ·] × Wᵀ` products (weights read once for the batch);
-    /// rope and attention run per sequence on its own cache.
+    /// the FFN and the LM head run as `[B, ·] × Wᵀ` products that read the weights once for the
+    /// batch ([`matvec_wt`] for f32, [`qmatmul_wt`] for Q8); rope and attention run per sequence on
+    /// its own cache. Every row is computed independently of the others, so a sequence's logits
+    /// are bit-identical whatever it is batched with.
     pub fn forward_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
         let (c, kv, q_dim, f, bsz) = (cfg.hidden, cfg.kv_dim(), cfg.n_heads * cfg.head_dim, cfg.ffn, steps.len());
@@ -377,9 +380,9 @@ impl Model {
                 }
                 None => {
                     let (mut q, mut k, mut v) = (vec![0f32; bsz * q_dim], vec![0f32; bsz * kv], vec![0f32; bsz * kv]);
-                    matmul_wt_threads(&n, &b.wq, &mut q, c, th);
-                    matmul_wt_threads(&n, &b.wk, &mut k, c, th);
-                    matmul_wt_threads(&n, &b.wv, &mut v, c, th);
+                    matvec_wt(&n, &b.wq, &mut q, c, th);
+                    matvec_wt(&n, &b.wk, &mut k, c, th);
+                    matvec_wt(&n, &b.wv, &mut v, c, th);
                     for (i, row) in qkv.chunks_exact_mut(qkv_w).enumerate() {
                         row[..q_dim].copy_from_slice(&q[i * q_dim..][..q_dim]);
                         row[q_dim..q_dim + kv].copy_from_slice(&k[i * kv..][..kv]);
@@ -400,14 +403,14 @@ impl Model {
                 rope(k, cfg.n_kv_heads, cfg.head_dim, cfg.rope_dims, pos, cfg.rope_base, cfg.rope_style);
                 cache.k[l].extend_from_slice(k);
                 cache.v[l].extend_from_slice(v);
-                attention(q, &cache.k[l], &cache.v[l], pos, shape, &mut att[i * q_dim..][..q_dim]);
+                attention_one(q, &cache.k[l], &cache.v[l], pos, shape, &mut att[i * q_dim..][..q_dim]);
             }
             match q8 {
                 Some(w) => {
                     acts.quantize(&att, q_dim);
                     qmatmul_wt(&acts, &w.blocks[l].wo, &mut proj, th);
                 }
-                None => matmul_wt_threads(&att, &b.wo, &mut proj, q_dim, th),
+                None => matvec_wt(&att, &b.wo, &mut proj, q_dim, th),
             }
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
 
@@ -426,10 +429,10 @@ impl Model {
                 }
                 None => {
                     let mut up = vec![0f32; bsz * f];
-                    matmul_wt_threads(&n, &b.w_gate, &mut hidden, c, th);
-                    matmul_wt_threads(&n, &b.w_up, &mut up, c, th);
+                    matvec_wt(&n, &b.w_gate, &mut hidden, c, th);
+                    matvec_wt(&n, &b.w_up, &mut up, c, th);
                     crate::backend::cpu::swiglu::swiglu(&mut hidden, &up);
-                    matmul_wt_threads(&hidden, &b.w_down, &mut proj, f, th);
+                    matvec_wt(&hidden, &b.w_down, &mut proj, f, th);
                 }
             }
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
@@ -446,7 +449,11 @@ impl Model {
                 qmatmul_wt(&acts, &w.lm_head, &mut out, th);
                 out
             }
-            None => self.logits(&x),
+            None => {
+                let mut out = vec![0f32; bsz * v];
+                matvec_wt(&x, self.lm_head.as_deref().unwrap_or(&self.tok_embd), &mut out, c, th);
+                out
+            }
         };
         Ok(logits.chunks_exact(v).map(<[f32]>::to_vec).collect())
     }

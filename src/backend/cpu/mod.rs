@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod dequant;
 pub mod matmul;
+pub mod matvec;
 pub mod qmatmul;
 pub mod rmsnorm;
 pub mod rope;
