@@ -145,6 +145,12 @@ pub fn qmatmul_wt(x: &QActs, w: &QMatrix, y: &mut [f32], threads: usize) {
 /// `out: [T, |rows|]` = the products of every activation row with weight rows `rows`.
 fn rows_into(kernel: Kernel, x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
     let (k, nb) = (w.k, w.k / QK);
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512Vnni && nb % 2 == 0 {
+        // SAFETY: detect() chose this kernel only where the CPU has AVX-512 F/BW/DQ/VNNI.
+        unsafe { x86::rows_avx512vnni(x, w, rows, out) };
+        return;
+    }
     let width = rows.len();
     for (j, n) in rows.enumerate() {
         let (wq, wd, ws) = (&w.qs[n * k..][..k], &w.d[n * nb..][..nb], &w.dsum128[n * nb..][..nb]);
@@ -162,6 +168,8 @@ enum Kernel {
     Avx2,
     #[cfg(target_arch = "x86_64")]
     AvxVnni,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Kernel {
@@ -170,6 +178,9 @@ impl Kernel {
         {
             if std::env::var_os("LABFLOW_NO_SIMD").is_some() {
                 return Kernel::Portable;
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512dq") && std::env::var_os("LABFLOW_NO_AVX512").is_none() {
+                return Kernel::Avx512Vnni;
             }
             if is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 return Kernel::AvxVnni;
@@ -189,7 +200,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+            Kernel::AvxVnni | Kernel::Avx512Vnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
         }
     }
 }
@@ -205,7 +216,7 @@ fn dot_portable(wq: &[i8], wd: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::QK;
+    use super::{QActs, QMatrix, QK};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
@@ -249,6 +260,52 @@ mod x86 {
             corr += ws[b] * ad[b];
         }
         hsum(acc) - corr
+    }
+
+    /// AVX-512 VNNI, two blocks (64 values) per instruction, for every activation row against one
+    /// weight row at a time. Per block pair, once per weight row: `−Σ 128 · qw` per lane (the
+    /// offset correction, so `dpbusd` starting from it yields the exact signed lane sums) and the
+    /// two weight scales; per activation row: one `dpbusd`, one conversion, one scale, one FMA.
+    /// Each output is computed the same way whatever the other rows are.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
+    pub(super) unsafe fn rows_avx512vnni(x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        let (k, nb) = (w.k, w.k / QK);
+        let pairs = nb / 2;
+        let width = rows.len();
+        let off = _mm512_set1_epi8(-128);
+        // Activation scales as [da0 ×8 | da1 ×8] per block pair: [T, pairs].
+        let t_len = x.rows();
+        let mut ascale: Vec<__m512> = Vec::with_capacity(t_len * pairs);
+        for b in 0..t_len * pairs {
+            let lo = _mm256_set1_ps(x.d[2 * b]);
+            let hi = _mm256_set1_ps(x.d[2 * b + 1]);
+            ascale.push(_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+        }
+        let mut negc: Vec<__m512i> = vec![_mm512_setzero_si512(); pairs];
+        let mut wscale: Vec<__m512> = vec![_mm512_setzero_ps(); pairs];
+        for (j, n) in rows.enumerate() {
+            let wq = w.qs.as_ptr().add(n * k);
+            for p in 0..pairs {
+                let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
+                let c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, wv);
+                negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+                let lo = _mm256_set1_ps(w.d[n * nb + 2 * p]);
+                let hi = _mm256_set1_ps(w.d[n * nb + 2 * p + 1]);
+                wscale[p] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+            }
+            for t in 0..t_len {
+                let aq = x.qs.as_ptr().add(t * k);
+                let asc = &ascale[t * pairs..][..pairs];
+                let mut acc = _mm512_setzero_ps();
+                for p in 0..pairs {
+                    let a = _mm512_xor_si512(_mm512_loadu_si512(aq.add(p * 64).cast()), off);
+                    let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
+                    let dot = _mm512_dpbusd_epi32(negc[p], a, wv);
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale[p], asc[p]), acc);
+                }
+                out[t * width + j] = _mm512_reduce_add_ps(acc);
+            }
+        }
     }
 }
 
