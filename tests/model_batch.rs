@@ -53,8 +53,7 @@ fn loaded() -> Option<&'static Loaded> {
 }
 
 fn prompts(l: &Loaded) -> Vec<(String, Vec<u32>)> {
-    let fx: Value =
-        serde_json::from_str(include_str!("fixtures/model/llama_cpp_smollm2.json")).expect("fixture is JSON");
+    let fx: Value = serde_json::from_str(include_str!("fixtures/model/llama_cpp_smollm2.json")).expect("fixture is JSON");
     let template = ChatTemplate::from_gguf(&l.gguf).expect("template");
     fx["greedy"]
         .as_array()

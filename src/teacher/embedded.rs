@@ -134,7 +134,8 @@ impl SeqJob {
     }
 
     fn finish(self) {
-        let choice = Choice { text: self.text, finish_reason: self.finish, logprobs: self.request.sampling.logprobs.map(|_| self.logprobs) };
+        let choice =
+            Choice { text: self.text, finish_reason: self.finish, logprobs: self.request.sampling.logprobs.map(|_| self.logprobs) };
         // The requester may have gone away (cancelled); nothing to do then.
         let _ = self.reply.send(Ok((choice, self.generated.len())));
     }
@@ -283,8 +284,7 @@ impl EmbeddedTeacher {
         let mut receivers = Vec::new();
         for i in 0..request.sampling.n.max(1) {
             let s = &request.sampling;
-            let sampler =
-                Sampler::new(s.temperature, s.top_p, s.top_k.map(|k| k as usize), s.seed.map(|seed| seed.wrapping_add(i as u64)));
+            let sampler = Sampler::new(s.temperature, s.top_p, s.top_k.map(|k| k as usize), s.seed.map(|seed| seed.wrapping_add(i as u64)));
             let (reply, rx) = tokio::sync::oneshot::channel();
             let job = SeqJob {
                 cache: prefill.clone(),

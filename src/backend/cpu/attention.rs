@@ -67,7 +67,10 @@ pub fn attention_one(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: AttnSha
     let AttnShape { n_heads, n_kv_heads, head_dim: d } = shape;
     let kv_row = n_kv_heads * d;
     assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "invariant: kv heads divide query heads");
-    assert!(q.len() == n_heads * d && out.len() == q.len() && k.len() == v.len() && k.len() >= (pos + 1) * kv_row, "invariant: attention shapes agree");
+    assert!(
+        q.len() == n_heads * d && out.len() == q.len() && k.len() == v.len() && k.len() >= (pos + 1) * kv_row,
+        "invariant: attention shapes agree"
+    );
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
     let n_keys = pos + 1;

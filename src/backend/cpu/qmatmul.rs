@@ -56,8 +56,7 @@ impl QMatrix {
         let n = w.len() / k;
         let mut qs = vec![0i8; w.len()];
         let d: Vec<f32> = w.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).map(|(x, q)| quantize_block(x, q)).collect();
-        let dsum128 =
-            qs.chunks_exact(QK).zip(&d).map(|(q, &d)| 128.0 * d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
+        let dsum128 = qs.chunks_exact(QK).zip(&d).map(|(q, &d)| 128.0 * d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
         QMatrix { n, k, qs, d, dsum128 }
     }
 
@@ -179,7 +178,12 @@ impl Kernel {
             if std::env::var_os("LABFLOW_NO_SIMD").is_some() {
                 return Kernel::Portable;
             }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512dq") && std::env::var_os("LABFLOW_NO_AVX512").is_none() {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512dq")
+                && std::env::var_os("LABFLOW_NO_AVX512").is_none()
+            {
                 return Kernel::Avx512Vnni;
             }
             if is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
