@@ -52,7 +52,7 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
 impl QMatrix {
     /// Quantises `w: [N, K]` row-major f32.
     pub fn from_f32(w: &[f32], k: usize) -> QMatrix {
-        assert!(k % QK == 0 && w.len() % k == 0, "invariant: K is a multiple of {QK}");
+        assert!(k.is_multiple_of(QK) && w.len().is_multiple_of(k), "invariant: K is a multiple of {QK}");
         let n = w.len() / k;
         let mut qs = vec![0i8; w.len()];
         let d: Vec<f32> = w.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).map(|(x, q)| quantize_block(x, q)).collect();
@@ -82,7 +82,7 @@ impl QMatrix {
 impl QActs {
     /// Quantises `x: [T, K]` into `self` (buffers reused).
     pub fn quantize(&mut self, x: &[f32], k: usize) {
-        assert!(k % QK == 0 && x.len() % k == 0, "invariant: K is a multiple of {QK}");
+        assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k), "invariant: K is a multiple of {QK}");
         self.k = k;
         self.qs.resize(x.len(), 0);
         self.d.clear();
