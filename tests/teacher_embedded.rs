@@ -143,3 +143,25 @@ fn chat_with_a_cache_answers_the_second_time_from_it() {
     assert!(segments >= 1);
     assert_eq!(run(), first);
 }
+
+#[tokio::test]
+async fn concurrent_seeded_requests_give_the_same_text_as_alone() {
+    let Some(t) = teacher() else { return };
+    let prompts = ["Name a fruit.", "Write a haiku about rain.", "What is 2+2?", "Describe a cat.", "Say hello in French.", "List three colors.", "Who wrote Hamlet?", "Give me a word that rhymes with moon."];
+    let reqs: Vec<Request> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let max_tokens = 6 + 3 * i as u32; // different lengths: sequences leave the batch at different steps
+            request(Prompt::Chat(vec![ChatMessage::new("user", *p)]), Sampling { temperature: 0.8, top_p: 0.95, max_tokens, seed: Some(100 + i as u64), ..Sampling::default() })
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for r in &reqs {
+        alone.push(t.complete(r).await.expect("complete"));
+    }
+    let together = futures::future::join_all(reqs.iter().map(|r| t.complete(r))).await;
+    for (i, (a, b)) in alone.iter().zip(together).enumerate() {
+        assert_eq!(a, &b.expect("complete"), "request {i}: alone vs batched with 7 others");
+    }
+}

@@ -206,8 +206,8 @@ fn config(base_url: &str) -> HttpConfig {
 
 fn request(i: u64) -> Request {
     let text = format!("req-{i}");
-    let prompt = if i % 2 == 0 { Prompt::Text(text) } else { Prompt::Chat(vec![ChatMessage::new("user", text)]) };
-    Request { model: String::new(), prompt, sampling: Sampling { n: if i % 4 == 0 { 2 } else { 1 }, ..Sampling::greedy(16) } }
+    let prompt = if i.is_multiple_of(2) { Prompt::Text(text) } else { Prompt::Chat(vec![ChatMessage::new("user", text)]) };
+    Request { model: String::new(), prompt, sampling: Sampling { n: if i.is_multiple_of(4) { 2 } else { 1 }, ..Sampling::greedy(16) } }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,19 @@
 //! `x += Wdown · (silu(Wgate·n) ⊙ Wup·n)` with `n = rmsnorm(x)`; after the last block a final
 //! RMSNorm and the LM head (tied to the token embedding when `output.weight` is absent). This is
 //! the plainly-correct reference: every op is an f32 (f64-accumulating) function from
-//! [`crate::backend::cpu`]; quantised matmuls and batching come later and are tested against it.
+//! [`crate::backend::cpu`].
+//!
+//! Beside it, the decode fast path: [`Model::forward_batch`] runs one step for many sequences
+//! (each with its own cache and position) so every projection is one `[B, C] × Wᵀ` product that
+//! reads the weights once, and with [`Precision::Q8`] those products use Q8_0 copies of the weights
+//! ([`Model::quantize_q8`]) with Q8 activations. Both are tested against `forward`.
 
 use std::path::Path;
 
-use crate::backend::cpu::attention::{attention, AttnShape};
-use crate::backend::cpu::matmul::matmul_wt;
+use crate::backend::cpu::attention::{attention, attention_one, AttnShape};
+use crate::backend::cpu::matmul::matmul_wt_threads;
+use crate::backend::cpu::matvec::matvec_wt;
+use crate::backend::cpu::qmatmul::{qmatmul_wt, QActs, QMatrix};
 use crate::backend::cpu::rmsnorm::rmsnorm;
 use crate::backend::cpu::rope::rope;
 pub use crate::backend::cpu::rope::RopeStyle;
@@ -134,6 +141,34 @@ struct Block {
     w_down: Vec<f32>,
 }
 
+/// One block's projections as Q8_0, the ones sharing an input stacked into one matrix.
+struct QBlock {
+    /// `[H·D + 2·Hkv·D, C]`: Wq, Wk, Wv.
+    wqkv: QMatrix,
+    /// `[C, H·D]`.
+    wo: QMatrix,
+    /// `[2·F, C]`: Wgate, Wup.
+    w_gate_up: QMatrix,
+    /// `[C, F]`.
+    w_down: QMatrix,
+}
+
+/// Q8_0 copies of every matrix (the f32 weights stay: they are the reference).
+struct QWeights {
+    blocks: Vec<QBlock>,
+    /// `[V, C]`.
+    lm_head: QMatrix,
+}
+
+/// Which weights [`Model::forward_batch`] multiplies by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// The f32 weights (`gemm`): the reference arithmetic, batched.
+    F32,
+    /// Q8_0 weights and Q8 activations (needs [`Model::quantize_q8`]).
+    Q8,
+}
+
 /// A loaded model.
 pub struct Model {
     config: Config,
@@ -143,6 +178,10 @@ pub struct Model {
     out_norm: Vec<f32>,
     /// `[V, C]`; `None` when tied to `tok_embd`.
     lm_head: Option<Vec<f32>>,
+    /// Q8_0 copies for the decode fast path.
+    q8: Option<QWeights>,
+    /// Threads each matrix product may use.
+    threads: usize,
 }
 
 /// Keys and values of every block for the positions seen so far.
@@ -215,7 +254,41 @@ impl Model {
             Some(_) => Some(f.tensor_f32("output.weight", &[h, c.vocab_size])?),
             None => None,
         };
-        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head })
+        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1 })
+    }
+
+    /// Builds the Q8_0 copies of the weights that [`Precision::Q8`] uses (from the f32 values,
+    /// whatever the file stored). About a quarter of the f32 weights' memory.
+    pub fn quantize_q8(&mut self) {
+        let c = self.config.hidden;
+        let q = |w: &[f32], k: usize| QMatrix::from_f32(w, k);
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| QBlock {
+                wqkv: QMatrix::concat(&[q(&b.wq, c), q(&b.wk, c), q(&b.wv, c)]),
+                wo: q(&b.wo, self.config.n_heads * self.config.head_dim),
+                w_gate_up: QMatrix::concat(&[q(&b.w_gate, c), q(&b.w_up, c)]),
+                w_down: q(&b.w_down, self.config.ffn),
+            })
+            .collect();
+        let lm_head = q(self.lm_head.as_deref().unwrap_or(&self.tok_embd), c);
+        self.q8 = Some(QWeights { blocks, lm_head });
+    }
+
+    /// Whether [`Model::quantize_q8`] has run.
+    pub fn has_q8(&self) -> bool {
+        self.q8.is_some()
+    }
+
+    /// Threads every matrix product may use (default 1).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Threads every matrix product may use.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The configuration.
@@ -257,6 +330,134 @@ impl Model {
         Ok(out)
     }
 
+    /// One decode step for many sequences: `steps[b] = (token, cache)` feeds `token` after what
+    /// `cache` holds (each sequence at its own position) and returns its logits `[V]`. Projections,
+    /// the FFN and the LM head run as `[B, ·] × Wᵀ` products that read the weights once for the
+    /// batch ([`matvec_wt`] for f32, [`qmatmul_wt`] for Q8); rope and attention run per sequence on
+    /// its own cache. Every row is computed independently of the others, so a sequence's logits
+    /// are bit-identical whatever it is batched with.
+    pub fn forward_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
+        let cfg = &self.config;
+        let (c, kv, q_dim, f, bsz) = (cfg.hidden, cfg.kv_dim(), cfg.n_heads * cfg.head_dim, cfg.ffn, steps.len());
+        if bsz == 0 {
+            return Ok(Vec::new());
+        }
+        let q8 = match precision {
+            Precision::F32 => None,
+            Precision::Q8 => Some(self.q8.as_ref().ok_or_else(|| ModelError::Input("Q8 weights not built (quantize_q8)".into()))?),
+        };
+        // x: [B, C]
+        let mut x = Vec::with_capacity(bsz * c);
+        for (tok, cache) in steps.iter() {
+            if cache.len + 1 > cache.capacity {
+                return Err(ModelError::Input(format!("{} positions exceed the KV cache's capacity {}", cache.len + 1, cache.capacity)));
+            }
+            if cache.k.len() != cfg.n_layers {
+                return Err(ModelError::Input(format!("KV cache has {} blocks, the model {}", cache.k.len(), cfg.n_layers)));
+            }
+            let row = self
+                .tok_embd
+                .get(*tok as usize * c..(*tok as usize + 1) * c)
+                .ok_or_else(|| ModelError::Input(format!("token id {tok} outside the vocabulary of {}", cfg.vocab_size)))?;
+            x.extend_from_slice(row);
+        }
+        let shape = AttnShape { n_heads: cfg.n_heads, n_kv_heads: cfg.n_kv_heads, head_dim: cfg.head_dim };
+        let qkv_w = q_dim + 2 * kv;
+        let mut qkv = vec![0f32; bsz * qkv_w]; // [B, H·D + 2·Hkv·D]
+        let mut att = vec![0f32; bsz * q_dim]; // [B, H·D]
+        let mut proj = vec![0f32; bsz * c]; // [B, C]
+        let mut gate_up = vec![0f32; bsz * 2 * f]; // [B, 2·F]
+        let mut hidden = vec![0f32; bsz * f]; // [B, F]
+        let mut acts = QActs::default();
+        let th = self.threads;
+        for (l, b) in self.blocks.iter().enumerate() {
+            let mut n = x.clone(); // n: [B, C]
+            rmsnorm(&mut n, &b.attn_norm, cfg.rms_eps);
+            match q8 {
+                Some(w) => {
+                    acts.quantize(&n, c);
+                    qmatmul_wt(&acts, &w.blocks[l].wqkv, &mut qkv, th);
+                }
+                None => {
+                    let (mut q, mut k, mut v) = (vec![0f32; bsz * q_dim], vec![0f32; bsz * kv], vec![0f32; bsz * kv]);
+                    matvec_wt(&n, &b.wq, &mut q, c, th);
+                    matvec_wt(&n, &b.wk, &mut k, c, th);
+                    matvec_wt(&n, &b.wv, &mut v, c, th);
+                    for (i, row) in qkv.chunks_exact_mut(qkv_w).enumerate() {
+                        row[..q_dim].copy_from_slice(&q[i * q_dim..][..q_dim]);
+                        row[q_dim..q_dim + kv].copy_from_slice(&k[i * kv..][..kv]);
+                        row[q_dim + kv..].copy_from_slice(&v[i * kv..][..kv]);
+                    }
+                }
+            }
+            for (i, (row, (_, cache))) in qkv.chunks_exact_mut(qkv_w).zip(steps.iter_mut()).enumerate() {
+                let (q, rest) = row.split_at_mut(q_dim);
+                let (k, v) = rest.split_at_mut(kv);
+                if let Some([bq, bk, bv]) = &b.bias {
+                    add_rows(q, bq);
+                    add_rows(k, bk);
+                    add_rows(v, bv);
+                }
+                let pos = cache.len;
+                rope(q, cfg.n_heads, cfg.head_dim, cfg.rope_dims, pos, cfg.rope_base, cfg.rope_style);
+                rope(k, cfg.n_kv_heads, cfg.head_dim, cfg.rope_dims, pos, cfg.rope_base, cfg.rope_style);
+                cache.k[l].extend_from_slice(k);
+                cache.v[l].extend_from_slice(v);
+                attention_one(q, &cache.k[l], &cache.v[l], pos, shape, &mut att[i * q_dim..][..q_dim]);
+            }
+            match q8 {
+                Some(w) => {
+                    acts.quantize(&att, q_dim);
+                    qmatmul_wt(&acts, &w.blocks[l].wo, &mut proj, th);
+                }
+                None => matvec_wt(&att, &b.wo, &mut proj, q_dim, th),
+            }
+            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
+
+            let mut n = x.clone();
+            rmsnorm(&mut n, &b.ffn_norm, cfg.rms_eps);
+            match q8 {
+                Some(w) => {
+                    acts.quantize(&n, c);
+                    qmatmul_wt(&acts, &w.blocks[l].w_gate_up, &mut gate_up, th);
+                    for (h, gu) in hidden.chunks_exact_mut(f).zip(gate_up.chunks_exact(2 * f)) {
+                        h.copy_from_slice(&gu[..f]);
+                        crate::backend::cpu::swiglu::swiglu(h, &gu[f..]);
+                    }
+                    acts.quantize(&hidden, f);
+                    qmatmul_wt(&acts, &w.blocks[l].w_down, &mut proj, th);
+                }
+                None => {
+                    let mut up = vec![0f32; bsz * f];
+                    matvec_wt(&n, &b.w_gate, &mut hidden, c, th);
+                    matvec_wt(&n, &b.w_up, &mut up, c, th);
+                    crate::backend::cpu::swiglu::swiglu(&mut hidden, &up);
+                    matvec_wt(&hidden, &b.w_down, &mut proj, f, th);
+                }
+            }
+            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
+        }
+        for (_, cache) in steps.iter_mut() {
+            cache.len += 1;
+        }
+        rmsnorm(&mut x, &self.out_norm, cfg.rms_eps);
+        let v = cfg.vocab_size;
+        let logits = match q8 {
+            Some(w) => {
+                acts.quantize(&x, c);
+                let mut out = vec![0f32; bsz * v];
+                qmatmul_wt(&acts, &w.lm_head, &mut out, th);
+                out
+            }
+            None => {
+                let mut out = vec![0f32; bsz * v];
+                matvec_wt(&x, self.lm_head.as_deref().unwrap_or(&self.tok_embd), &mut out, c, th);
+                out
+            }
+        };
+        Ok(logits.chunks_exact(v).map(<[f32]>::to_vec).collect())
+    }
+
     /// Final hidden states after the output norm, `[T, C]`.
     fn hidden_states(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.config;
@@ -289,9 +490,9 @@ impl Model {
             // n: [T, C]
             let mut n = x.clone();
             rmsnorm(&mut n, &b.attn_norm, cfg.rms_eps);
-            matmul_wt(&n, &b.wq, &mut q, c); // q: [T, H·D]
-            matmul_wt(&n, &b.wk, &mut k, c); // k: [T, Hkv·D]
-            matmul_wt(&n, &b.wv, &mut v, c); // v: [T, Hkv·D]
+            matmul_wt_threads(&n, &b.wq, &mut q, c, self.threads); // q: [T, H·D]
+            matmul_wt_threads(&n, &b.wk, &mut k, c, self.threads); // k: [T, Hkv·D]
+            matmul_wt_threads(&n, &b.wv, &mut v, c, self.threads); // v: [T, Hkv·D]
             if let Some([bq, bk, bv]) = &b.bias {
                 add_rows(&mut q, bq);
                 add_rows(&mut k, bk);
@@ -302,15 +503,15 @@ impl Model {
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
             attention(&q, &cache.k[l], &cache.v[l], pos0, shape, &mut att); // att: [T, H·D]
-            matmul_wt(&att, &b.wo, &mut proj, q_dim); // proj: [T, C]
+            matmul_wt_threads(&att, &b.wo, &mut proj, q_dim, self.threads); // proj: [T, C]
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
 
             let mut n = x.clone();
             rmsnorm(&mut n, &b.ffn_norm, cfg.rms_eps);
-            matmul_wt(&n, &b.w_gate, &mut gate, c); // gate: [T, F]
-            matmul_wt(&n, &b.w_up, &mut up, c); // up: [T, F]
+            matmul_wt_threads(&n, &b.w_gate, &mut gate, c, self.threads); // gate: [T, F]
+            matmul_wt_threads(&n, &b.w_up, &mut up, c, self.threads); // up: [T, F]
             crate::backend::cpu::swiglu::swiglu(&mut gate, &up);
-            matmul_wt(&gate, &b.w_down, &mut proj, cfg.ffn); // proj: [T, C]
+            matmul_wt_threads(&gate, &b.w_down, &mut proj, cfg.ffn, self.threads); // proj: [T, C]
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
         }
         cache.len += t_len;
@@ -323,7 +524,7 @@ impl Model {
         let c = self.config.hidden;
         let head = self.lm_head.as_deref().unwrap_or(&self.tok_embd);
         let mut out = vec![0f32; x.len() / c * self.config.vocab_size];
-        matmul_wt(x, head, &mut out, c);
+        matmul_wt_threads(x, head, &mut out, c, self.threads);
         out
     }
 }

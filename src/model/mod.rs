@@ -16,5 +16,5 @@ pub mod tokenizer;
 pub use chat_template::ChatTemplate;
 pub use error::ModelError;
 pub use gguf::GgufFile;
-pub use llama::{Config, KvCache, Model, RopeStyle};
+pub use llama::{Config, KvCache, Model, Precision, RopeStyle};
 pub use tokenizer::Tokenizer;

@@ -1,32 +1,75 @@
 //! The embedded teacher: a GGUF model running inside the labflow process, no server.
 //!
 //! It renders chat prompts with the model's own template, tokenizes with the tokenizer rebuilt
-//! from the GGUF, and decodes with [`crate::model::Model`] (the f32 reference forward pass) and
-//! [`crate::model::sample::Sampler`]. Each choice of a request decodes on its own KV cache cloned
-//! from one shared prefill of the prompt; choice `i` of a seeded request uses seed `seed + i`, the
-//! same convention the response cache uses when it splits a request, so cached and uncached runs
-//! agree. Requests run on tokio's blocking pool, so concurrent requests decode in parallel on
-//! their own caches — but not yet in one batched forward pass (continuous batching is the next
-//! step; see issue 3).
+//! from the GGUF, and decodes with [`crate::model::Model`] and [`crate::model::sample::Sampler`].
+//! Each choice of a request is one sequence on its own KV cache cloned from one shared prefill of
+//! the prompt; choice `i` of a seeded request uses seed `seed + i`, the same convention the
+//! response cache uses when it splits a request, so cached and uncached runs agree.
+//!
+//! Continuous batching: prefill runs on tokio's blocking pool (`Model::forward`, f32), then the
+//! request's sequences go through a channel to one decode thread that owns the decode loop. Every
+//! step it samples the next token of each active sequence and runs one
+//! [`Model::forward_batch`] over all of them (at most [`TeacherOptions::max_batch`]); sequences
+//! join between steps as their prefills finish and leave on a stop token, a stop string or
+//! `max_tokens`. A sequence's logits do not depend on what it is batched with (each row is
+//! normalised, quantised and multiplied on its own, attention is per sequence), so a seeded
+//! request gives the same text alone or among others.
 
 use crate::model::sample::{log_softmax, top_k, Sampler};
-use crate::model::{ChatTemplate, GgufFile, KvCache, Model, Tokenizer};
+use crate::model::{ChatTemplate, GgufFile, KvCache, Model, Precision, Tokenizer};
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::Arc;
 
 /// The command that fetches the default model, named in errors about a missing model file.
 pub const FETCH_HINT: &str = "bash models/fetch.sh";
 
-struct Inner {
+/// How the embedded teacher runs its model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeacherOptions {
+    /// Most sequences decoded in one batched step; more wait their turn (default 16).
+    pub max_batch: usize,
+    /// Threads each matrix product may use (default 1).
+    pub threads: usize,
+    /// Decode arithmetic; prefill and `score` always use the f32 reference. Default
+    /// [`Precision::F32`]: the reference's arithmetic, so greedy text matches llama.cpp's F32 run
+    /// token for token. [`Precision::Q8`] is several times faster and close, but not identical,
+    /// near ties (see `tests/model_batch.rs` and `benches/README.md`).
+    pub precision: Precision,
+}
+
+impl Default for TeacherOptions {
+    fn default() -> TeacherOptions {
+        TeacherOptions { max_batch: 16, threads: 1, precision: Precision::F32 }
+    }
+}
+
+impl TeacherOptions {
+    /// The fast decode path: Q8_0 weights and activations, batches of 16, one thread.
+    pub fn fast() -> TeacherOptions {
+        TeacherOptions { precision: Precision::Q8, ..TeacherOptions::default() }
+    }
+}
+
+/// What the decode thread shares with request handlers.
+struct Core {
     model: Model,
     tokenizer: Tokenizer,
-    template: ChatTemplate,
-    identity: String,
-    path: PathBuf,
     /// Tokens that end a choice: end-of-sequence and the chat turn terminators.
     stop_ids: Vec<u32>,
+    path: PathBuf,
+    precision: Precision,
+}
+
+struct Inner {
+    core: Arc<Core>,
+    template: ChatTemplate,
+    identity: String,
+    /// The decode thread's queue; it exits when the last teacher clone drops this.
+    jobs: mpsc::Sender<SeqJob>,
 }
 
 /// A GGUF model as a [`Client`]. Cheap to clone.
@@ -45,9 +88,118 @@ fn backend(path: &Path, e: impl std::fmt::Display) -> TeacherError {
     TeacherError::Backend { model: path.display().to_string(), message: e.to_string() }
 }
 
+/// One choice on its way through the decode thread.
+struct SeqJob {
+    cache: KvCache,
+    /// Logits for the next token to sample.
+    logits: Vec<f32>,
+    sampler: Sampler,
+    request: Arc<Request>,
+    /// Most tokens to generate (`max_tokens`, or less where the context is shorter).
+    max_new: usize,
+    generated: Vec<u32>,
+    logprobs: Vec<TokenLogprob>,
+    text: String,
+    finish: FinishReason,
+    reply: tokio::sync::oneshot::Sender<Result<(Choice, usize), TeacherError>>,
+}
+
+impl SeqJob {
+    /// Samples from the current logits: `Some(token)` to feed next, `None` when the choice is done.
+    fn advance(&mut self, core: &Core) -> Result<Option<u32>, TeacherError> {
+        let s = &self.request.sampling;
+        let tok = &core.tokenizer;
+        let err = |e: crate::model::ModelError| backend(&core.path, e);
+        if self.generated.len() >= self.max_new {
+            return Ok(None);
+        }
+        let next = self.sampler.sample(&self.logits);
+        if core.stop_ids.contains(&next) {
+            self.finish = FinishReason::Stop;
+            return Ok(None);
+        }
+        if let Some(k) = s.logprobs {
+            let lp = log_softmax(&self.logits);
+            let top = top_k(&lp, k as usize).into_iter().map(|(id, l)| (tok.decode(&[id], false).unwrap_or_default(), l)).collect();
+            self.logprobs.push(TokenLogprob { token: tok.decode(&[next], false).map_err(err)?, logprob: lp[next as usize], top });
+        }
+        self.generated.push(next);
+        self.text = tok.decode(&self.generated, true).map_err(err)?;
+        if let Some(cut) = s.stop.iter().filter(|st| !st.is_empty()).filter_map(|st| self.text.find(st.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish = FinishReason::Stop;
+            return Ok(None);
+        }
+        Ok((self.generated.len() < self.max_new).then_some(next))
+    }
+
+    fn finish(self) {
+        let choice =
+            Choice { text: self.text, finish_reason: self.finish, logprobs: self.request.sampling.logprobs.map(|_| self.logprobs) };
+        // The requester may have gone away (cancelled); nothing to do then.
+        let _ = self.reply.send(Ok((choice, self.generated.len())));
+    }
+}
+
+/// The decode loop: admit waiting sequences up to `max_batch`, sample each active one, run one
+/// batched step for those that continue, repeat; block on the queue when idle.
+fn decode_loop(core: Arc<Core>, jobs: mpsc::Receiver<SeqJob>, max_batch: usize) {
+    let mut waiting: VecDeque<SeqJob> = VecDeque::new();
+    let mut active: Vec<SeqJob> = Vec::new();
+    loop {
+        if active.is_empty() && waiting.is_empty() {
+            match jobs.recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => return,
+            }
+        }
+        waiting.extend(jobs.try_iter());
+        while active.len() < max_batch {
+            match waiting.pop_front() {
+                Some(job) => active.push(job),
+                None => break,
+            }
+        }
+        // Sample; finished sequences leave.
+        let mut feed: Vec<u32> = Vec::with_capacity(active.len());
+        let mut kept: Vec<SeqJob> = Vec::with_capacity(active.len());
+        for mut seq in active.drain(..) {
+            match seq.advance(&core) {
+                Ok(Some(next)) => {
+                    feed.push(next);
+                    kept.push(seq);
+                }
+                Ok(None) => seq.finish(),
+                Err(e) => {
+                    let _ = seq.reply.send(Err(e));
+                }
+            }
+        }
+        active = kept;
+        if active.is_empty() {
+            continue;
+        }
+        let mut steps: Vec<(u32, &mut KvCache)> = feed.iter().copied().zip(active.iter_mut().map(|s| &mut s.cache)).collect();
+        match core.model.forward_batch(&mut steps, core.precision) {
+            Ok(logits) => active.iter_mut().zip(logits).for_each(|(s, l)| s.logits = l),
+            Err(e) => {
+                for seq in active.drain(..) {
+                    let _ = seq.reply.send(Err(backend(&core.path, &e)));
+                }
+            }
+        }
+    }
+}
+
 impl EmbeddedTeacher {
-    /// Load a GGUF model (weights dequantised to f32). A missing file names the fetch command.
+    /// Load a GGUF model with the default [`TeacherOptions`]. A missing file names the fetch command.
     pub fn load(path: impl AsRef<Path>) -> Result<EmbeddedTeacher, TeacherError> {
+        EmbeddedTeacher::load_with(path, TeacherOptions::default())
+    }
+
+    /// Load a GGUF model (weights dequantised to f32, plus Q8_0 copies for [`Precision::Q8`]) and
+    /// start its decode thread.
+    pub fn load_with(path: impl AsRef<Path>, options: TeacherOptions) -> Result<EmbeddedTeacher, TeacherError> {
         let path = path.as_ref();
         if !path.is_file() {
             return Err(backend(
@@ -60,7 +212,11 @@ impl EmbeddedTeacher {
         let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let identity = format!("embedded:{name}@{}", &digest[..16]);
         let file = GgufFile::parse(path, bytes).map_err(|e| backend(path, e))?;
-        let model = Model::from_gguf(&file).map_err(|e| backend(path, e))?;
+        let mut model = Model::from_gguf(&file).map_err(|e| backend(path, e))?;
+        if options.precision == Precision::Q8 {
+            model.quantize_q8();
+        }
+        model.set_threads(options.threads);
         let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| backend(path, e))?;
         let template = ChatTemplate::from_gguf(&file).map_err(|e| backend(path, e))?;
         let mut stop_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
@@ -73,7 +229,15 @@ impl EmbeddedTeacher {
                 }
             }
         }
-        Ok(EmbeddedTeacher { inner: Arc::new(Inner { model, tokenizer, template, identity, path: path.to_path_buf(), stop_ids }) })
+        let core = Arc::new(Core { model, tokenizer, stop_ids, path: path.to_path_buf(), precision: options.precision });
+        let (tx, rx) = mpsc::channel();
+        let worker = Arc::clone(&core);
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("labflow-decode".into())
+            .spawn(move || decode_loop(worker, rx, max_batch))
+            .map_err(|e| backend(path, format!("cannot start the decode thread: {e}")))?;
+        Ok(EmbeddedTeacher { inner: Arc::new(Inner { core, template, identity, jobs: tx }) })
     }
 
     /// The text the model sees for `prompt`: the chat template's rendering, or the text itself.
@@ -86,20 +250,27 @@ impl EmbeddedTeacher {
 
     /// Token ids of `text`.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, TeacherError> {
-        self.inner.tokenizer.encode(text).map_err(|e| self.err(e))
+        self.inner.core.tokenizer.encode(text).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> TeacherError {
-        backend(&self.inner.path, e)
+        backend(&self.inner.core.path, e)
     }
 
-    fn complete_blocking(&self, request: &Request) -> Result<Response, TeacherError> {
+    /// Prefill (on the calling thread) and hand every choice to the decode thread; returns the
+    /// prompt length and one receiver per choice.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        request: Request,
+    ) -> Result<(usize, Vec<tokio::sync::oneshot::Receiver<Result<(Choice, usize), TeacherError>>>), TeacherError> {
         let s = &request.sampling;
         let prompt = self.tokenize(&self.render(&request.prompt)?)?;
         if prompt.is_empty() {
             return Err(TeacherError::Spec { endpoint: self.inner.identity.clone(), message: "the prompt is empty".into() });
         }
-        let context = self.inner.model.config().context_length;
+        let model = &self.inner.core.model;
+        let context = model.config().context_length;
         if prompt.len() >= context {
             return Err(TeacherError::Spec {
                 endpoint: self.inner.identity.clone(),
@@ -107,64 +278,30 @@ impl EmbeddedTeacher {
             });
         }
         let capacity = (prompt.len() + s.max_tokens as usize).min(context);
-        let mut prefill = KvCache::new(self.inner.model.config(), capacity);
-        let first_logits = self.inner.model.forward(&prompt, &mut prefill).map_err(|e| self.err(e))?;
-        let mut choices = Vec::with_capacity(s.n as usize);
-        let mut completion_tokens = 0;
-        for i in 0..s.n.max(1) {
-            let mut sampler =
-                Sampler::new(s.temperature, s.top_p, s.top_k.map(|k| k as usize), s.seed.map(|seed| seed.wrapping_add(i as u64)));
-            let (choice, used) = self.decode(prefill.clone(), first_logits.clone(), &mut sampler, request, capacity - prompt.len())?;
-            completion_tokens += used as u64;
-            choices.push(choice);
+        let mut prefill = KvCache::new(model.config(), capacity);
+        let first_logits = model.forward(&prompt, &mut prefill).map_err(|e| self.err(e))?;
+        let request = Arc::new(request);
+        let mut receivers = Vec::new();
+        for i in 0..request.sampling.n.max(1) {
+            let s = &request.sampling;
+            let sampler = Sampler::new(s.temperature, s.top_p, s.top_k.map(|k| k as usize), s.seed.map(|seed| seed.wrapping_add(i as u64)));
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let job = SeqJob {
+                cache: prefill.clone(),
+                logits: first_logits.clone(),
+                sampler,
+                request: Arc::clone(&request),
+                max_new: capacity - prompt.len(),
+                generated: Vec::new(),
+                logprobs: Vec::new(),
+                text: String::new(),
+                finish: FinishReason::Length,
+                reply,
+            };
+            self.inner.jobs.send(job).map_err(|_| self.err("the decode thread has stopped"))?;
+            receivers.push(rx);
         }
-        Ok(Response { choices, usage: Usage { prompt_tokens: prompt.len() as u64, completion_tokens } })
-    }
-
-    /// One choice: sample until a stop token, a stop string, or `max_new` tokens (`max_tokens`
-    /// unless the context is shorter).
-    fn decode(
-        &self,
-        mut cache: KvCache,
-        mut logits: Vec<f32>,
-        sampler: &mut Sampler,
-        request: &Request,
-        max_new: usize,
-    ) -> Result<(Choice, usize), TeacherError> {
-        let s = &request.sampling;
-        let (model, tok) = (&self.inner.model, &self.inner.tokenizer);
-        let mut generated: Vec<u32> = Vec::new();
-        let mut logprobs: Vec<TokenLogprob> = Vec::new();
-        let mut finish = FinishReason::Length;
-        let mut text = String::new();
-        while generated.len() < max_new {
-            let next = sampler.sample(&logits);
-            if self.inner.stop_ids.contains(&next) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            if let Some(k) = s.logprobs {
-                let lp = log_softmax(&logits);
-                let top = top_k(&lp, k as usize).into_iter().map(|(id, l)| (tok.decode(&[id], false).unwrap_or_default(), l)).collect();
-                logprobs.push(TokenLogprob {
-                    token: tok.decode(&[next], false).map_err(|e| self.err(e))?,
-                    logprob: lp[next as usize],
-                    top,
-                });
-            }
-            generated.push(next);
-            text = tok.decode(&generated, true).map_err(|e| self.err(e))?;
-            if let Some(cut) = s.stop.iter().filter(|st| !st.is_empty()).filter_map(|st| text.find(st.as_str())).min() {
-                text.truncate(cut);
-                finish = FinishReason::Stop;
-                break;
-            }
-            if generated.len() < max_new {
-                logits = model.forward(&[next], &mut cache).map_err(|e| self.err(e))?;
-            }
-        }
-        let used = generated.len();
-        Ok((Choice { text, finish_reason: finish, logprobs: s.logprobs.map(|_| logprobs) }, used))
+        Ok((prompt.len(), receivers))
     }
 
     fn score_blocking(&self, prompt: &Prompt, continuations: &[String]) -> Result<Vec<f64>, TeacherError> {
@@ -172,7 +309,7 @@ impl EmbeddedTeacher {
         if prompt_ids.is_empty() {
             return Err(TeacherError::Spec { endpoint: self.inner.identity.clone(), message: "the prompt is empty".into() });
         }
-        let model = &self.inner.model;
+        let model = &self.inner.core.model;
         let conts: Vec<Vec<u32>> = continuations.iter().map(|c| self.tokenize(c)).collect::<Result<_, _>>()?;
         let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
         let mut prefill = KvCache::new(model.config(), prompt_ids.len() + longest);
@@ -207,9 +344,17 @@ impl Client for EmbeddedTeacher {
         let me = self.clone();
         let request = request.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || me.complete_blocking(&request))
+            let (prompt_tokens, receivers) = tokio::task::spawn_blocking(move || me.start(request))
                 .await
-                .map_err(|e| TeacherError::Unsupported(format!("decode task failed: {e}")))?
+                .map_err(|e| TeacherError::Unsupported(format!("prefill task failed: {e}")))??;
+            let mut choices = Vec::with_capacity(receivers.len());
+            let mut completion_tokens = 0;
+            for rx in receivers {
+                let (choice, used) = rx.await.map_err(|_| self.err("the decode thread dropped a sequence"))??;
+                completion_tokens += used as u64;
+                choices.push(choice);
+            }
+            Ok(Response { choices, usage: Usage { prompt_tokens: prompt_tokens as u64, completion_tokens } })
         })
     }
 

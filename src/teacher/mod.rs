@@ -9,7 +9,7 @@ pub mod embedded;
 pub mod http;
 pub mod types;
 
-pub use embedded::EmbeddedTeacher;
+pub use embedded::{EmbeddedTeacher, TeacherOptions};
 pub use http::{HttpClient, HttpConfig, HttpStats};
 pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 

@@ -1,5 +1,8 @@
 //! Causal grouped-query attention over a KV cache: query head `h` reads key/value head
 //! `h / (n_heads / n_kv_heads)`, and the query at position `p` sees keys `0..=p`.
+//!
+//! [`attention`] is the reference (f64 accumulation); [`attention_one`] is the decode step's fast
+//! path for a single query in f32, and a test compares them.
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +61,45 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape,
     }
 }
 
+/// One query at position `pos` (the last cached one): `q: [H, D]`, `k, v: [S, Hkv, D]` with
+/// `S > pos`, `out: [H, D]`. The same result as [`attention`] with `T = 1`, in f32.
+pub fn attention_one(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: AttnShape, out: &mut [f32]) {
+    let AttnShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let kv_row = n_kv_heads * d;
+    assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "invariant: kv heads divide query heads");
+    assert!(
+        q.len() == n_heads * d && out.len() == q.len() && k.len() == v.len() && k.len() >= (pos + 1) * kv_row,
+        "invariant: attention shapes agree"
+    );
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let n_keys = pos + 1;
+    let mut scores = vec![0f32; n_keys];
+    for h in 0..n_heads {
+        let kh = h / group;
+        let qh = &q[h * d..][..d];
+        for (s, sc) in scores.iter_mut().enumerate() {
+            *sc = super::matvec::dot(qh, &k[s * kv_row + kh * d..][..d]) * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            total += *sc;
+        }
+        let o = &mut out[h * d..][..d];
+        o.iter_mut().for_each(|x| *x = 0.0);
+        for (s, &p) in scores.iter().enumerate() {
+            let vs = &v[s * kv_row + kh * d..][..d];
+            for (a, &x) in o.iter_mut().zip(vs) {
+                *a += p * x;
+            }
+        }
+        let inv = 1.0 / total;
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +127,20 @@ mod tests {
         let mut alone = vec![0.0; 1];
         attention(&q[1..], &k, &v, 1, shape, &mut alone);
         assert_eq!(alone[0], out[1]);
+    }
+
+    #[test]
+    fn single_query_fast_path_agrees_with_reference() {
+        let shape = AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 16 };
+        let s_len = 37;
+        let kv: Vec<f32> = (0..s_len * 32).map(|i| ((i * 29 % 83) as f32 - 41.0) / 20.0).collect();
+        let vv: Vec<f32> = (0..s_len * 32).map(|i| ((i * 31 % 89) as f32 - 44.0) / 30.0).collect();
+        let q: Vec<f32> = (0..96).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+        let (mut slow, mut fast) = (vec![0.0; 96], vec![f32::NAN; 96]);
+        attention(&q, &kv, &vv, s_len - 1, shape, &mut slow);
+        attention_one(&q, &kv, &vv, s_len - 1, shape, &mut fast);
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 }

@@ -6,6 +6,11 @@
 ///
 /// `x: [T, K]`, `w: [N, K]`, `y: [T, N]`, all row-major and contiguous; `y` is overwritten.
 pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
+    matmul_wt_threads(x, w, y, k, 1);
+}
+
+/// [`matmul_wt`] on `threads` threads (gemm's rayon pool; 1: the calling thread only).
+pub fn matmul_wt_threads(x: &[f32], w: &[f32], y: &mut [f32], k: usize, threads: usize) {
     let t = x.len() / k;
     let n = w.len() / k;
     assert!(x.len() == t * k && w.len() == n * k && y.len() == t * n, "invariant: matmul shapes agree");
@@ -35,7 +40,7 @@ pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
         );
     }
 }

@@ -5,6 +5,8 @@
 pub mod attention;
 pub mod dequant;
 pub mod matmul;
+pub mod matvec;
+pub mod qmatmul;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;

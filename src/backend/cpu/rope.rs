@@ -24,7 +24,7 @@ pub enum RopeStyle {
 /// `x: [T, H, D]` row-major with `H = n_heads`, `D = head_dim`; token `t` sits at position
 /// `pos0 + t`. Angles are computed in f64.
 pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, pos0: usize, base: f32, style: RopeStyle) {
-    assert!(n_rot <= head_dim && n_rot % 2 == 0, "invariant: rope dims {n_rot} fit the head {head_dim}");
+    assert!(n_rot <= head_dim && n_rot.is_multiple_of(2), "invariant: rope dims {n_rot} fit the head {head_dim}");
     let half = n_rot / 2;
     let inv_freq: Vec<f64> = (0..half).map(|i| f64::from(base).powf(-2.0 * i as f64 / n_rot as f64)).collect();
     // x: [T, H·D]

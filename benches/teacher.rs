@@ -1,0 +1,118 @@
+//! Benchmark: the embedded teacher's model on the SmolLM2 GGUF, beside `benches/llama_cpp_teacher.py`.
+//!
+//! `cargo bench --bench teacher -- [--threads N] [--repeat R]` (or `LABFLOW_THREADS=N`) prints
+//! one JSON line per measurement, medians of R runs (default 3) after one warm-up:
+//!
+//! - `prompt`: prompt processing, one 128-token prompt through `Model::forward` (f32 gemm);
+//! - `decode_1`: single-stream decode, 128 tokens, one `forward_batch` step per token (Q8 path,
+//!   and the f32 path once for comparison as `decode_1_f32`);
+//! - `decode_16`: aggregate decode, 16 sequences (16 different prompts) × 128 tokens, every step one
+//!   `forward_batch` over all 16 (Q8);
+//! - `teacher_16`: the same through `EmbeddedTeacher` as 16 concurrent seeded requests of 128
+//!   tokens (continuous batching scheduler, prefill included in the time; tokens counted are the
+//!   generated ones).
+//!
+//! Tokens fed while decoding are the greedy choices, so the sequences are real text.
+
+use labflow::model::llama::argmax;
+use labflow::model::{GgufFile, KvCache, Model, Precision, Tokenizer};
+use labflow::teacher::{Client, EmbeddedTeacher, Prompt, Request, Sampling, TeacherOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const PROMPT: &str = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg, a goldsmith from Mainz, combined movable metal type, oil-based ink and a wooden screw press into a system that could produce books far faster than any scribe. Within fifty years presses were running in more than two hundred European cities, and the price of books fell sharply. Scholars argue about how much the new technology changed ideas, but few doubt that it changed how quickly they travelled. Write a short essay about what came next, and why it mattered. Consider the spread of literacy, the Reformation, the first scientific journals, newspapers, and the cheap pamphlets that carried arguments across borders faster than any army could march.";
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+    let threads = opt("--threads").or_else(|| std::env::var("LABFLOW_THREADS").ok().and_then(|t| t.parse().ok())).unwrap_or(1);
+    let repeat = opt("--repeat").unwrap_or(3).max(1);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let gguf = GgufFile::open(&path).expect("model present (bash models/fetch.sh)");
+    let mut model = Model::from_gguf(&gguf).expect("model loads");
+    model.quantize_q8();
+    model.set_threads(threads);
+    let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer");
+    let mut prompt = tok.encode(PROMPT).expect("encodes");
+    prompt.truncate(128);
+    assert_eq!(prompt.len(), 128, "the bench prompt has at least 128 tokens");
+    let n_gen = 128;
+    let emit = |what: &str, tokens: usize, runs: Vec<f64>| {
+        let med = median(runs.clone());
+        println!(
+            "{}",
+            serde_json::json!({"tool": "labflow", "bench": what, "threads": threads, "tokens": tokens,
+                "seconds_median": med, "tokens_per_second": tokens as f64 / med, "runs": runs})
+        );
+    };
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        (0..repeat)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect::<Vec<f64>>()
+    };
+
+    // Prompt processing.
+    let runs = time(&mut || {
+        let mut cache = KvCache::new(model.config(), prompt.len());
+        model.forward(&prompt, &mut cache).expect("prefill");
+    });
+    emit("prompt", prompt.len(), runs);
+
+    // Decode, B sequences at once; the prompts differ per sequence (a different 64-token window).
+    let decode = |b: usize, precision: Precision, n: usize| -> f64 {
+        let mut caches: Vec<KvCache> = Vec::new();
+        let mut next: Vec<u32> = Vec::new();
+        for i in 0..b {
+            let p = &prompt[i % 64..i % 64 + 64];
+            let mut c = KvCache::new(model.config(), p.len() + n);
+            next.push(argmax(&model.forward(p, &mut c).expect("prefill")));
+            caches.push(c);
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut steps: Vec<(u32, &mut KvCache)> = next.iter().copied().zip(caches.iter_mut()).collect();
+            let out = model.forward_batch(&mut steps, precision).expect("step");
+            next = out.iter().map(|l| argmax(l)).collect();
+        }
+        t.elapsed().as_secs_f64()
+    };
+    emit("decode_1", n_gen, (0..repeat + 1).map(|_| decode(1, Precision::Q8, n_gen)).skip(1).collect());
+    emit("decode_1_f32", 32, vec![decode(1, Precision::F32, 32)]);
+    emit("decode_16", 16 * n_gen, (0..repeat).map(|_| decode(16, Precision::Q8, n_gen)).collect());
+
+    // Through the teacher: 16 concurrent requests, continuous batching.
+    drop(model);
+    let teacher = EmbeddedTeacher::load_with(&path, TeacherOptions { threads, ..TeacherOptions::fast() }).expect("teacher");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let run16 = || -> (f64, u64) {
+        let t = Instant::now();
+        let used = rt.block_on(async {
+            let reqs: Vec<Request> = (0..16)
+                .map(|i| Request {
+                    model: String::new(),
+                    prompt: Prompt::Text(tok.decode(&prompt[i % 64..i % 64 + 64], false).expect("decodes")),
+                    // No stop tokens are sampled at this temperature often enough to matter; the
+                    // count below is what was generated.
+                    sampling: Sampling { temperature: 0.8, max_tokens: n_gen as u32, seed: Some(i as u64), ..Sampling::default() },
+                })
+                .collect();
+            let outs = futures::future::join_all(reqs.iter().map(|r| teacher.complete(r))).await;
+            outs.into_iter().map(|o| o.expect("complete").usage.completion_tokens).sum::<u64>()
+        });
+        (t.elapsed().as_secs_f64(), used)
+    };
+    run16();
+    let results: Vec<(f64, u64)> = (0..repeat).map(|_| run16()).collect();
+    let tokens = results.iter().map(|r| r.1).min().unwrap_or(0) as usize;
+    emit("teacher_16", tokens, results.iter().map(|r| r.0 * tokens as f64 / r.1 as f64).collect());
+}

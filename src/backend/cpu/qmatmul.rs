@@ -1,0 +1,363 @@
+//! Quantised matrix product `y = x · Wᵀ` with Q8_0 weights and Q8 activations: the decode fast
+//! path. A weight row is cut into blocks of 32 values, each stored as `i8` with one f32 scale
+//! (`w ≈ d · q`, `d = max|w| / 127`); activations are quantised the same way per block just before
+//! the product, so each block's dot product is an integer sum `Σ qw · qa` scaled by `dw · da`.
+//! Weights are read once per call whatever the number of activation rows, which is what makes a
+//! batched decode step cheap.
+//!
+//! The reference, [`qmatmul_wt_ref`], dequantises both sides and sums in f64; the SIMD kernels
+//! (AVX-VNNI, AVX2, chosen at run time) and the portable loop are tested against it. Against the
+//! plain f32 product the error is the quantisation error of both sides (see the model tests).
+
+/// Values per quantisation block.
+pub const QK: usize = 32;
+
+/// A weight matrix `[N, K]` in Q8_0 blocks, `K` a multiple of [`QK`].
+#[derive(Clone)]
+pub struct QMatrix {
+    /// Rows (output features) `N`.
+    pub n: usize,
+    /// Columns (input features) `K`.
+    pub k: usize,
+    /// `[N, K]` quantised values.
+    qs: Vec<i8>,
+    /// `[N, K / QK]` block scales.
+    d: Vec<f32>,
+    /// `[N, K / QK]`: `128 · d · Σ qs` of each block (the VNNI kernel's offset correction).
+    dsum128: Vec<f32>,
+}
+
+/// Activations `[T, K]` quantised per block, ready for [`qmatmul_wt`].
+#[derive(Clone, Default)]
+pub struct QActs {
+    /// Columns `K`.
+    pub k: usize,
+    /// `[T, K]` quantised values.
+    qs: Vec<i8>,
+    /// `[T, K / QK]` block scales.
+    d: Vec<f32>,
+}
+
+/// Quantises one block: `d = max|x| / 127`, `q = round(x / d)`.
+fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    d
+}
+
+impl QMatrix {
+    /// Quantises `w: [N, K]` row-major f32.
+    pub fn from_f32(w: &[f32], k: usize) -> QMatrix {
+        assert!(k.is_multiple_of(QK) && w.len().is_multiple_of(k), "invariant: K is a multiple of {QK}");
+        let n = w.len() / k;
+        let mut qs = vec![0i8; w.len()];
+        let d: Vec<f32> = w.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).map(|(x, q)| quantize_block(x, q)).collect();
+        let dsum128 = qs.chunks_exact(QK).zip(&d).map(|(q, &d)| 128.0 * d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
+        QMatrix { n, k, qs, d, dsum128 }
+    }
+
+    /// Stacks matrices with the same `K` row-wise: `[N1 + N2 + …, K]`.
+    pub fn concat(parts: &[QMatrix]) -> QMatrix {
+        let k = parts[0].k;
+        assert!(parts.iter().all(|p| p.k == k), "invariant: concatenated matrices share K");
+        QMatrix {
+            n: parts.iter().map(|p| p.n).sum(),
+            k,
+            qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
+            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
+            dsum128: parts.iter().flat_map(|p| p.dsum128.iter().copied()).collect(),
+        }
+    }
+
+    /// The dequantised weights `[N, K]`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.qs.chunks_exact(QK).zip(&self.d).flat_map(|(q, &d)| q.iter().map(move |&v| d * f32::from(v))).collect()
+    }
+}
+
+impl QActs {
+    /// Quantises `x: [T, K]` into `self` (buffers reused).
+    pub fn quantize(&mut self, x: &[f32], k: usize) {
+        assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k), "invariant: K is a multiple of {QK}");
+        self.k = k;
+        self.qs.resize(x.len(), 0);
+        self.d.clear();
+        self.d.extend(x.chunks_exact(QK).zip(self.qs.chunks_exact_mut(QK)).map(|(x, q)| quantize_block(x, q)));
+    }
+
+    /// Rows `T`.
+    pub fn rows(&self) -> usize {
+        self.qs.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// The dequantised activations `[T, K]`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.qs.chunks_exact(QK).zip(&self.d).flat_map(|(q, &d)| q.iter().map(move |&v| d * f32::from(v))).collect()
+    }
+}
+
+/// `y[t, n] = Σ_k x[t, k] · w[n, k]` on quantised values, `y: [T, N]` overwritten; rows of `W`
+/// are split over `threads` scoped threads (1: the calling thread only).
+pub fn qmatmul_wt(x: &QActs, w: &QMatrix, y: &mut [f32], threads: usize) {
+    let t = x.rows();
+    assert!(x.k == w.k && y.len() == t * w.n, "invariant: qmatmul shapes agree");
+    if t == 0 || w.n == 0 {
+        return;
+    }
+    let kernel = Kernel::detect();
+    let threads = threads.clamp(1, w.n);
+    if threads == 1 {
+        rows_into(kernel, x, w, 0..w.n, y);
+        return;
+    }
+    // Each thread computes a column band [n0, n1) of y for every row; results are scattered after.
+    let per = w.n.div_ceil(threads);
+    let mut bands: Vec<Vec<f32>> = Vec::with_capacity(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads)
+            .map(|i| {
+                let range = (i * per).min(w.n)..((i + 1) * per).min(w.n);
+                s.spawn(move || {
+                    let mut band = vec![0f32; t * range.len()];
+                    rows_into(kernel, x, w, range, &mut band);
+                    band
+                })
+            })
+            .collect();
+        let mut first = vec![0f32; t * per.min(w.n)];
+        rows_into(kernel, x, w, 0..per.min(w.n), &mut first);
+        bands.push(first);
+        bands.extend(handles.into_iter().map(|h| h.join().expect("qmatmul worker")));
+    });
+    for (i, band) in bands.iter().enumerate() {
+        let (n0, width) = ((i * per).min(w.n), band.len() / t);
+        for (yr, br) in y.chunks_exact_mut(w.n).zip(band.chunks_exact(width.max(1))) {
+            yr[n0..n0 + width].copy_from_slice(&br[..width]);
+        }
+    }
+}
+
+/// `out: [T, |rows|]` = the products of every activation row with weight rows `rows`.
+fn rows_into(kernel: Kernel, x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
+    let (k, nb) = (w.k, w.k / QK);
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512Vnni && nb % 2 == 0 {
+        // SAFETY: detect() chose this kernel only where the CPU has AVX-512 F/BW/DQ/VNNI.
+        unsafe { x86::rows_avx512vnni(x, w, rows, out) };
+        return;
+    }
+    let width = rows.len();
+    for (j, n) in rows.enumerate() {
+        let (wq, wd, ws) = (&w.qs[n * k..][..k], &w.d[n * nb..][..nb], &w.dsum128[n * nb..][..nb]);
+        for t in 0..x.rows() {
+            let (aq, ad) = (&x.qs[t * k..][..k], &x.d[t * nb..][..nb]);
+            out[t * width + j] = kernel.dot(wq, wd, ws, aq, ad);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("LABFLOW_NO_SIMD").is_some() {
+                return Kernel::Portable;
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512dq")
+                && std::env::var_os("LABFLOW_NO_AVX512").is_none()
+            {
+                return Kernel::Avx512Vnni;
+            }
+            if is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel::AvxVnni;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// One weight row against one activation row: `Σ_blocks dw · da · Σ qw · qa`.
+    fn dot(self, wq: &[i8], wd: &[f32], ws: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
+        match self {
+            Kernel::Portable => dot_portable(wq, wd, aq, ad),
+            // SAFETY: detect() chose these kernels only where the CPU has the features they enable.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni | Kernel::Avx512Vnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+        }
+    }
+}
+
+fn dot_portable(wq: &[i8], wd: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
+    let mut total = 0f32;
+    for ((wb, &dw), (ab, &da)) in wq.chunks_exact(QK).zip(wd).zip(aq.chunks_exact(QK).zip(ad)) {
+        let s: i32 = wb.iter().zip(ab).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        total += dw * da * s as f32;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{QActs, QMatrix, QK};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// AVX2: `|qw| · sign(qa, qw)` with `maddubs` (no saturation: |q| ≤ 127), pairs summed by
+    /// `madd`, scaled per block.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_avx2(wq: &[i8], wd: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..wd.len() {
+            let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK).cast());
+            let a = _mm256_loadu_si256(aq.as_ptr().add(b * QK).cast());
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+            let p32 = _mm256_madd_epi16(p16, ones);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * ad[b]), _mm256_cvtepi32_ps(p32), acc);
+        }
+        hsum(acc)
+    }
+
+    /// AVX-VNNI: `dpbusd` multiplies unsigned by signed bytes, so the activation is offset by
+    /// 128 (`qa + 128 ∈ [1, 255]`) and `128 · dw · Σ qw` (precomputed per block) is taken back
+    /// off, scaled by `da`.
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn dot_avxvnni(wq: &[i8], wd: &[f32], ws: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
+        let off = _mm256_set1_epi8(-128);
+        let mut acc = _mm256_setzero_ps();
+        let mut corr = 0f32;
+        for b in 0..wd.len() {
+            let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK).cast());
+            let a = _mm256_loadu_si256(aq.as_ptr().add(b * QK).cast());
+            // a XOR 0x80 = a + 128 as an unsigned byte.
+            let p32 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_xor_si256(a, off), w);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * ad[b]), _mm256_cvtepi32_ps(p32), acc);
+            corr += ws[b] * ad[b];
+        }
+        hsum(acc) - corr
+    }
+
+    /// AVX-512 VNNI, two blocks (64 values) per instruction, for every activation row against one
+    /// weight row at a time. Per block pair, once per weight row: `−Σ 128 · qw` per lane (the
+    /// offset correction, so `dpbusd` starting from it yields the exact signed lane sums) and the
+    /// two weight scales; per activation row: one `dpbusd`, one conversion, one scale, one FMA.
+    /// Each output is computed the same way whatever the other rows are.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
+    pub(super) unsafe fn rows_avx512vnni(x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        let (k, nb) = (w.k, w.k / QK);
+        let pairs = nb / 2;
+        let width = rows.len();
+        let off = _mm512_set1_epi8(-128);
+        // Activation scales as [da0 ×8 | da1 ×8] per block pair: [T, pairs].
+        let t_len = x.rows();
+        let mut ascale: Vec<__m512> = Vec::with_capacity(t_len * pairs);
+        for b in 0..t_len * pairs {
+            let lo = _mm256_set1_ps(x.d[2 * b]);
+            let hi = _mm256_set1_ps(x.d[2 * b + 1]);
+            ascale.push(_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+        }
+        let mut negc: Vec<__m512i> = vec![_mm512_setzero_si512(); pairs];
+        let mut wscale: Vec<__m512> = vec![_mm512_setzero_ps(); pairs];
+        for (j, n) in rows.enumerate() {
+            let wq = w.qs.as_ptr().add(n * k);
+            for p in 0..pairs {
+                let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
+                let c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, wv);
+                negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+                let lo = _mm256_set1_ps(w.d[n * nb + 2 * p]);
+                let hi = _mm256_set1_ps(w.d[n * nb + 2 * p + 1]);
+                wscale[p] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+            }
+            for t in 0..t_len {
+                let aq = x.qs.as_ptr().add(t * k);
+                let asc = &ascale[t * pairs..][..pairs];
+                let mut acc = _mm512_setzero_ps();
+                for p in 0..pairs {
+                    let a = _mm512_xor_si512(_mm512_loadu_si512(aq.add(p * 64).cast()), off);
+                    let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
+                    let dot = _mm512_dpbusd_epi32(negc[p], a, wv);
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale[p], asc[p]), acc);
+                }
+                out[t * width + j] = _mm512_reduce_add_ps(acc);
+            }
+        }
+    }
+}
+
+/// The reference for [`qmatmul_wt`]: dequantise both sides, multiply with f64 accumulation.
+pub fn qmatmul_wt_ref(x: &QActs, w: &QMatrix, y: &mut [f32]) {
+    super::matmul::matmul_wt_ref(&x.to_f32(), &w.to_f32(), y, w.k);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 17.0 * if i % 7 == 0 { 3.0 } else { 1.0 }).collect()
+    }
+
+    #[test]
+    fn kernels_agree_with_reference() {
+        for &(t, n, k, threads) in &[(1, 1, 32, 1), (1, 7, 64, 1), (5, 64, 576, 1), (16, 37, 160, 2), (3, 9, 96, 3)] {
+            let (x, wf) = (data(t * k, 1), data(n * k, 2));
+            let w = QMatrix::from_f32(&wf, k);
+            let mut a = QActs::default();
+            a.quantize(&x, k);
+            let mut slow = vec![0.0; t * n];
+            qmatmul_wt_ref(&a, &w, &mut slow);
+            let mut fast = vec![f32::NAN; t * n];
+            qmatmul_wt(&a, &w, &mut fast, threads);
+            let (wq, wd, ws) = (&w.qs, &w.d, &w.dsum128);
+            for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                assert!((f - s).abs() <= 1e-4 * (1.0 + s.abs()), "({t},{n},{k}) at {i}: fast {f} vs reference {s}");
+                // And the portable loop, whatever the CPU.
+                let (tt, nn, nb) = (i / n, i % n, k / QK);
+                let p = dot_portable(&wq[nn * k..][..k], &wd[nn * nb..][..nb], &a.qs[tt * k..][..k], &a.d[tt * nb..][..nb]);
+                assert!((p - s).abs() <= 1e-4 * (1.0 + s.abs()), "portable {p} vs reference {s}");
+                let _ = ws;
+            }
+        }
+    }
+
+    #[test]
+    fn quantisation_error_is_small() {
+        let k = 64;
+        let x = data(k, 3);
+        let mut a = QActs::default();
+        a.quantize(&x, k);
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (q, v) in a.to_f32().iter().zip(&x) {
+            assert!((q - v).abs() <= amax / 127.0 / 2.0 + 1e-6);
+        }
+    }
+}
