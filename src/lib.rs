@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod documents;
 pub mod model;
+pub mod operators;
 pub mod serve;
 pub mod store;
 pub mod taxonomy;
