@@ -12,6 +12,7 @@ pub mod backend;
 pub mod documents;
 pub mod model;
 pub mod operators;
+pub mod pipeline;
 pub mod serve;
 pub mod store;
 pub mod taxonomy;

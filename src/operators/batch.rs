@@ -50,6 +50,11 @@ pub fn require(schema: &SchemaRef, names: &[&str], operator: &str) -> Result<(),
     Ok(())
 }
 
+/// Check that `schema` carries the lineage column [`ROW_ID`].
+pub fn row_ids_field(schema: &SchemaRef, operator: &str) -> Result<(), OpError> {
+    require(schema, &[ROW_ID], operator)
+}
+
 /// `input` with `fields` added; a field whose name exists replaces that column in place.
 pub fn schema_with(input: &SchemaRef, fields: &[Field]) -> SchemaRef {
     let mut out: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();

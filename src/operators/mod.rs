@@ -18,6 +18,9 @@
 //! wrong pipeline or a broken invariant.
 
 pub mod batch;
+pub mod critique;
+pub mod generate;
+pub mod parse;
 
 use crate::teacher::{Prompt, Request, Response, TeacherError};
 use arrow::datatypes::SchemaRef;

@@ -1,0 +1,285 @@
+//! Reading a pipeline file and its prompt files into a [`Plan`], with file:line diagnostics.
+//!
+//! Files come from a [`Source`]: a folder on disk, or the default pipelines compiled into the
+//! binary (so `cargo install` needs no data files). YAML is read by the taxonomy's loader, which
+//! keeps every node's position; serde errors carry a key path (`serde_path_to_error`), which is
+//! turned back into the line and column of the offending node.
+
+use crate::operators::{BuildContext, OpError, Operator, Step};
+use crate::pipeline::plan::{Plan, PlanStep};
+use crate::pipeline::prompt::PromptConfig;
+use crate::pipeline::spec::{PipelineFile, FORMAT_VERSIONS};
+use crate::pipeline::{registry, seed_schema};
+use crate::taxonomy::yaml::{self, Document};
+use crate::taxonomy::LeafKind;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Where pipeline and prompt files are read from.
+pub trait Source: Send + Sync {
+    /// The text of `rel` (a `/`-separated path inside the source).
+    fn read(&self, rel: &str) -> Result<String, String>;
+    /// How to show `rel` to a person (a path they can open).
+    fn display(&self, rel: &str) -> String;
+}
+
+/// A folder on disk.
+#[derive(Debug, Clone)]
+pub struct DirSource(pub PathBuf);
+
+impl Source for DirSource {
+    fn read(&self, rel: &str) -> Result<String, String> {
+        let path = self.0.join(rel);
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+    fn display(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
+}
+
+/// A pipeline file that cannot be used: where, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}{}", if key_path.is_empty() { String::new() } else { format!(" (at {key_path})") })]
+pub struct PipelineError {
+    /// The file, as [`Source::display`] shows it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Key path inside the file, `steps[2].parse`; empty for the whole file.
+    pub key_path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// A loaded YAML file and where it came from, for locating errors.
+struct Loaded {
+    file: String,
+    doc: Document,
+}
+
+impl Loaded {
+    fn read(source: &dyn Source, rel: &str) -> Result<(Loaded, Value), PipelineError> {
+        let file = source.display(rel);
+        let text = source.read(rel).map_err(|message| PipelineError { file: file.clone(), line: 1, column: 1, key_path: String::new(), message })?;
+        let doc = yaml::load(&text).map_err(|e| PipelineError { file: file.clone(), line: e.pos.line, column: e.pos.column, key_path: String::new(), message: e.message })?;
+        if let Some(d) = doc.duplicates.first() {
+            return Err(PipelineError {
+                file,
+                line: d.pos.line,
+                column: d.pos.column,
+                key_path: d.mapping.clone(),
+                message: format!("key `{}` appears twice (first at line {})", d.key, d.first.line),
+            });
+        }
+        let value = doc.value.clone().unwrap_or(Value::Null);
+        Ok((Loaded { file, doc }, value))
+    }
+
+    /// An error at JSON pointer `pointer`.
+    fn at(&self, pointer: &str, message: impl Into<String>) -> PipelineError {
+        let (line, column) = self.doc.locate(pointer).map(|(_, n)| (n.pos.line, n.pos.column)).unwrap_or((1, 1));
+        PipelineError { file: self.file.clone(), line, column, key_path: key_path(pointer), message: message.into() }
+    }
+
+    /// Deserialise `value` (found at `pointer`) as `T`, locating any error.
+    fn parse<T: DeserializeOwned>(&self, pointer: &str, value: Value) -> Result<T, PipelineError> {
+        serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+            let sub = path_pointer(e.path());
+            self.at(&format!("{pointer}{sub}"), e.inner().to_string())
+        })
+    }
+}
+
+/// `/steps/2/parse` → `steps[2].parse`.
+fn key_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        if seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    out
+}
+
+fn path_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => out.push_str(&format!("/{}", yaml::escape_pointer(key))),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// The folder part of `rel`, for resolving files it names.
+fn dir_of(rel: &str) -> &str {
+    rel.rfind('/').map(|i| &rel[..i]).unwrap_or("")
+}
+
+/// `base/rel`, with `..` segments resolved; `None` if it climbs out of the source.
+fn join(base: &str, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Load the prompt file `name` (relative to `dir`) as a JSON value that `PromptConfig` accepts.
+fn load_prompt(source: &dyn Source, dir: &str, name: &str, owner: &Loaded, pointer: &str) -> Result<Value, PipelineError> {
+    let rel = join(dir, name).ok_or_else(|| owner.at(pointer, format!("prompt file {name:?} is outside the pipeline folder")))?;
+    let (loaded, value) = Loaded::read(source, &rel).map_err(|mut e| {
+        if e.message.starts_with("cannot read") {
+            // Point at the key that names the missing file, and say where it was looked for.
+            e = owner.at(pointer, format!("{}; prompt paths are relative to the pipeline file", e.message));
+        }
+        e
+    })?;
+    // Check it here so an error points into the prompt file, not at the step.
+    loaded.parse::<PromptConfig>("", value.clone())?;
+    Ok(value)
+}
+
+/// Replace `prompt: FILE` and `prompts.choices.*: FILE` in step `i` by the files' contents.
+fn inline_prompts(source: &dyn Source, dir: &str, loaded: &Loaded, i: usize, config: &mut serde_json::Map<String, Value>) -> Result<(), PipelineError> {
+    if let Some(Value::String(name)) = config.get("prompt").cloned() {
+        config.insert("prompt".into(), load_prompt(source, dir, &name, loaded, &format!("/steps/{i}/prompt"))?);
+    }
+    if let Some(Value::Object(choices)) = config.get_mut("prompts").and_then(|p| p.get_mut("choices")) {
+        for (k, v) in choices.iter_mut() {
+            if let Value::String(name) = v.clone() {
+                *v = load_prompt(source, dir, &name, loaded, &format!("/steps/{i}/prompts/choices/{}", yaml::escape_pointer(k)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parse a leaf kind as pipeline files name it.
+pub fn parse_kind(s: &str) -> Option<LeafKind> {
+    match s {
+        "knowledge" => Some(LeafKind::Knowledge),
+        "freeform_skill" | "freeform_skills" => Some(LeafKind::FreeformSkill),
+        "grounded_skill" | "grounded_skills" => Some(LeafKind::GroundedSkill),
+        _ => None,
+    }
+}
+
+/// Read the pipeline file `rel` from `source` and build its plan.
+pub fn load(source: &dyn Source, rel: &str, ctx: &BuildContext) -> Result<Plan, PipelineError> {
+    let (loaded, mut value) = Loaded::read(source, rel)?;
+    if !value.is_object() {
+        return Err(loaded.at("", "a pipeline file is a mapping with `version`, `name`, `leaf_kinds` and `steps`"));
+    }
+    if let Some(v) = value.get("version") {
+        if !v.as_u64().is_some_and(|v| FORMAT_VERSIONS.contains(&(v as u32))) {
+            let hint = if v.is_string() { "; an InstructLab pipeline (version \"1.0\", `blocks:`) runs with --pipeline ilab:DIR" } else { "" };
+            return Err(loaded.at("/version", format!("unsupported pipeline format version {v}; this labflow reads version 1{hint}")));
+        }
+    }
+    let dir = dir_of(rel).to_string();
+    if let Some(Value::Array(steps)) = value.get_mut("steps") {
+        for (i, step) in steps.iter_mut().enumerate() {
+            if let Some(config) = step.as_object_mut() {
+                inline_prompts(source, &dir, &loaded, i, config)?;
+            }
+        }
+    }
+    let file: PipelineFile = loaded.parse("", value)?;
+    compile(&loaded, file, ctx)
+}
+
+fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Plan, PipelineError> {
+    let mut kinds = Vec::new();
+    for (i, k) in file.leaf_kinds.iter().enumerate() {
+        kinds.push(parse_kind(k).ok_or_else(|| loaded.at(&format!("/leaf_kinds/{i}"), format!("unknown leaf kind {k:?}; use knowledge, freeform_skill or grounded_skill")))?);
+    }
+    let Some(&first_kind) = kinds.first() else {
+        return Err(loaded.at("/leaf_kinds", "`leaf_kinds` is empty; name the leaves this pipeline is for"));
+    };
+    if file.steps.is_empty() {
+        return Err(loaded.at("/steps", "`steps` is empty; a pipeline needs at least one step"));
+    }
+    let ctx = BuildContext { sampling: file.sampling.over(&ctx.sampling), ..ctx.clone() };
+    let mut steps: Vec<PlanStep> = Vec::new();
+    for (i, spec) in file.steps.iter().enumerate() {
+        let at = format!("/steps/{i}");
+        if steps.iter().any(|s| s.name == spec.name) || spec.name == "seeds" {
+            return Err(loaded.at(&format!("{at}/name"), format!("step name {:?} is used twice (or is the reserved `seeds`); step names are unique", spec.name)));
+        }
+        let input = match spec.input.as_deref() {
+            None if i == 0 => None,
+            None => Some(i - 1),
+            Some("seeds") => None,
+            Some(name) => Some(steps.iter().position(|s| s.name == name).ok_or_else(|| {
+                loaded.at(&format!("{at}/input"), format!("no earlier step named {name:?}; `input` names a step above this one, or `seeds`"))
+            })?),
+        };
+        let operator = registry::build(&spec.op, &spec.name, Value::Object(spec.config.clone()), &ctx).map_err(|e| match e {
+            registry::StepError::UnknownKind(known) => loaded.at(&format!("{at}/op"), format!("unknown operator {:?}; known: {}", spec.op, known.join(", "))),
+            registry::StepError::Config { pointer, message } => loaded.at(&format!("{at}{pointer}"), message),
+            registry::StepError::Build(e) => loaded.at(&at, e.to_string()),
+        })?;
+        let schema_in = match input {
+            None => seed_schema(first_kind),
+            Some(j) => steps[j].schema_out.clone(),
+        };
+        let schema_out = operator.schema_out(&schema_in).map_err(|e| {
+            let from = input.map(|j| format!("step `{}`", steps[j].name)).unwrap_or_else(|| format!("the {} seed rows", first_kind.label()));
+            loaded.at(&at, format!("{e} (input: {from})"))
+        })?;
+        let cost = match &operator {
+            Operator::Teacher(t) => Some(t.cost()),
+            _ => None,
+        };
+        steps.push(PlanStep { name: spec.name.clone(), kind: spec.op.clone(), input, operator, schema_in, schema_out, cost });
+    }
+    let output = match &file.output {
+        None => steps.len() - 1,
+        Some(name) => steps.iter().position(|s| &s.name == name).ok_or_else(|| loaded.at("/output", format!("no step named {name:?}")))?,
+    };
+    for (i, s) in steps.iter().enumerate() {
+        let consumed = steps.iter().any(|t| t.input == Some(i));
+        if !consumed && i != output {
+            return Err(loaded.at(&format!("/steps/{i}"), format!("the rows of step `{}` go nowhere: no step reads them and it is not the `output`", s.name)));
+        }
+    }
+    // Every other kind this pipeline claims must fit too.
+    for kind in &kinds[1..] {
+        let mut outs: Vec<arrow::datatypes::SchemaRef> = Vec::new();
+        for (i, s) in steps.iter().enumerate() {
+            let input = match s.input {
+                None => seed_schema(*kind),
+                Some(j) => outs[j].clone(),
+            };
+            outs.push(s.operator.schema_out(&input).map_err(|e| loaded.at(&format!("/steps/{i}"), format!("{e} (for {} leaves)", kind.label())))?);
+        }
+    }
+    Ok(Plan { name: file.name, file: loaded.file.clone(), description: file.description, leaf_kinds: kinds, steps, output })
+}
+
+/// Deserialise and build one step of kind `T`.
+pub(crate) fn build_step<T: Step>(name: &str, value: Value, ctx: &BuildContext) -> Result<Operator, registry::StepError> {
+    let config: T = serde_path_to_error::deserialize(value).map_err(|e| registry::StepError::Config { pointer: path_pointer(e.path()), message: e.inner().to_string() })?;
+    config.build(name, ctx).map_err(|e: OpError| registry::StepError::Build(e))
+}
+
+#[cfg(test)]
+mod tests;
