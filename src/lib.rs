@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod documents;
+pub mod engine;
 pub mod model;
 pub mod operators;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, and `AWS_ENDPOINT_URL` or `AWS_ENDPOINT` for
 //! S3-compatible servers); they are never logged.
 
+pub mod dataset;
 mod location;
 
 pub use location::{Location, StoreError};

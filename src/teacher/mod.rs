@@ -5,8 +5,10 @@
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
 pub mod cache;
+pub mod counted;
 pub mod embedded;
 pub mod http;
+pub mod test_teacher;
 pub mod types;
 
 pub use embedded::{EmbeddedTeacher, TeacherOptions};

@@ -1,0 +1,151 @@
+//! A deterministic test teacher: answers are a pure function of the request, so golden files,
+//! property tests and operator tests can run without a model. Not a model: never use it for data.
+//!
+//! A completion fills every `[Start of X]` … `[End of X]` pair the prompt mentions, in order of
+//! first mention, `items` times, with words derived from a hash of (prompt, seed, choice, X); a
+//! part whose name contains "score" gets a digit 0–2. Scores of continuations are hash-derived
+//! log-probabilities. An optional delay makes replies take time (for streaming tests).
+
+use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, Usage};
+use futures::future::BoxFuture;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The deterministic test teacher.
+#[derive(Debug, Default)]
+pub struct TestTeacher {
+    /// Items (tag groups) per completion.
+    pub items: usize,
+    /// How long each call takes.
+    pub delay: Duration,
+    /// Calls answered so far.
+    pub calls: AtomicU64,
+    /// `(kind, prompt text)` of every call, in the order they started (for streaming tests).
+    pub log: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+const WORDS: &[&str] = &["river", "stone", "light", "quiet", "amber", "north", "field", "glass", "cedar", "orbit", "delta", "maple"];
+
+fn hash(parts: &[&str]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn words(seed: u64, n: usize) -> String {
+    (0..n).map(|i| WORDS[((seed >> (i * 4)) as usize + i) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+}
+
+/// The prompt as one string.
+fn flatten(prompt: &Prompt) -> String {
+    match prompt {
+        Prompt::Text(t) => t.clone(),
+        Prompt::Chat(m) => m.iter().map(|m| format!("{}: {}", m.role, m.content)).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// Names X of every `[Start of X]` with a matching `[End of X]`, in order of first mention.
+fn parts(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("[Start of ") {
+        let after = &rest[i + "[Start of ".len()..];
+        let Some(j) = after.find(']') else { break };
+        let name = after[..j].to_string();
+        if text.contains(&format!("[End of {name}]")) && !out.contains(&name) {
+            out.push(name);
+        }
+        rest = &after[j..];
+    }
+    out
+}
+
+impl TestTeacher {
+    /// A teacher writing `items` groups per completion, answering after `delay`.
+    pub fn new(items: usize, delay: Duration) -> Arc<TestTeacher> {
+        Arc::new(TestTeacher { items, delay, ..TestTeacher::default() })
+    }
+
+    /// The text of choice `i` for `request`.
+    pub fn text(&self, request: &Request, i: u32) -> String {
+        let prompt = flatten(&request.prompt);
+        let seed = request.sampling.seed.unwrap_or(0).wrapping_add(u64::from(i)).to_string();
+        let names = parts(&prompt);
+        if names.is_empty() {
+            return words(hash(&[&prompt, &seed]), 6);
+        }
+        let mut out = String::new();
+        for item in 0..self.items.max(1) {
+            for name in &names {
+                let h = hash(&[&prompt, &seed, name, &item.to_string()]);
+                let body = if name.to_ascii_lowercase().contains("score") { (h % 3).to_string() } else { words(h, 5) };
+                out.push_str(&format!("[Start of {name}]\n{body}\n[End of {name}]\n"));
+            }
+        }
+        out
+    }
+}
+
+impl Client for TestTeacher {
+    fn identity(&self) -> String {
+        format!("test-teacher(items={})", self.items)
+    }
+
+    fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.log.lock().unwrap_or_else(|p| p.into_inner()).push(("complete".into(), flatten(&request.prompt)));
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let choices: Vec<Choice> = (0..request.sampling.n.max(1)).map(|i| Choice { text: self.text(request, i), finish_reason: FinishReason::Stop, logprobs: None }).collect();
+            let completion_tokens = choices.iter().map(|c| c.text.split_whitespace().count() as u64).sum();
+            let prompt_tokens = flatten(&request.prompt).split_whitespace().count() as u64;
+            Ok(Response { choices, usage: Usage { prompt_tokens, completion_tokens } })
+        })
+    }
+
+    fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let text = flatten(prompt);
+            self.log.lock().unwrap_or_else(|p| p.into_inner()).push(("score".into(), text.clone()));
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            Ok(continuations.iter().map(|c| -((hash(&[&text, c]) % 1000) as f64) / 100.0).collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::teacher::Sampling;
+
+    #[tokio::test]
+    async fn answers_fill_the_prompts_tags_deterministically() {
+        let t = TestTeacher::new(2, Duration::ZERO);
+        let req = Request {
+            model: String::new(),
+            prompt: Prompt::Text("Write [Start of Question] q [End of Question] and [Start of Score] [End of Score]".into()),
+            sampling: Sampling { n: 2, seed: Some(7), ..Sampling::default() },
+        };
+        let a = t.complete(&req).await.unwrap();
+        let b = t.complete(&req).await.unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.choices[0].text, a.choices[1].text);
+        assert_eq!(a.choices[0].text.matches("[Start of Question]").count(), 2);
+        let score = a.choices[0].text.split("[Start of Score]\n").nth(1).unwrap().chars().next().unwrap();
+        assert!(score.is_ascii_digit() && score < '3');
+        let s = t.score(&req.prompt, &["0".into(), "1".into()]).await.unwrap();
+        assert_eq!(s, t.score(&req.prompt, &["0".into(), "1".into()]).await.unwrap());
+        assert_eq!(t.calls.load(Ordering::SeqCst), 4);
+    }
+}
