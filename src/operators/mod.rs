@@ -18,6 +18,7 @@
 //! wrong pipeline or a broken invariant.
 
 pub mod batch;
+pub mod config;
 
 use crate::teacher::{Prompt, Request, Response, TeacherError};
 use arrow::datatypes::SchemaRef;
