@@ -19,6 +19,8 @@
 
 pub mod batch;
 pub mod config;
+pub mod filter;
+pub mod config;
 
 use crate::teacher::{Prompt, Request, Response, TeacherError};
 use arrow::datatypes::SchemaRef;
