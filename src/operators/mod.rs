@@ -18,6 +18,9 @@
 //! wrong pipeline or a broken invariant.
 
 pub mod batch;
+pub mod columns;
+pub mod config;
+pub mod filter;
 pub mod config;
 pub mod filter;
 pub mod config;
