@@ -20,6 +20,12 @@
 pub mod batch;
 pub mod columns;
 pub mod config;
+pub mod dedup;
+pub mod filter;
+pub mod limit;
+pub mod sample;
+pub mod columns;
+pub mod config;
 pub mod filter;
 pub mod config;
 pub mod filter;
