@@ -23,13 +23,8 @@ pub mod config;
 pub mod dedup;
 pub mod filter;
 pub mod limit;
+pub mod rules;
 pub mod sample;
-pub mod columns;
-pub mod config;
-pub mod filter;
-pub mod config;
-pub mod filter;
-pub mod config;
 
 use crate::teacher::{Prompt, Request, Response, TeacherError};
 use arrow::datatypes::SchemaRef;
