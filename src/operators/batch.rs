@@ -4,7 +4,7 @@
 //! Column types in pipelines are few on purpose: text is `Utf8`, numbers `Int64` or `Float64`,
 //! flags `Boolean`. Anything else a value needs (a list, an object) travels as JSON text.
 
-use crate::operators::{OpError, ROW_ID};
+use crate::operators::{OpError, Output, Reject, ROW_ID};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatchOptions, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -173,6 +173,62 @@ pub fn sort_by_id(batch: &RecordBatch, operator: &str) -> Result<RecordBatch, Op
     RecordBatch::try_new_with_options(batch.schema(), columns, &options).map_err(|e| OpError::arrow(operator, e))
 }
 
+/// The field `name` of `schema`, or the schema error for a missing column naming `operator`.
+pub fn field<'s>(schema: &'s SchemaRef, name: &str, operator: &str) -> Result<&'s Field, OpError> {
+    schema.field_with_name(name).map_err(|_| missing(schema, name, operator))
+}
+
+/// Check that column `name` of `schema` exists and has one of the pipeline types (text, Int64,
+/// Float64, Boolean), the ones every operator can read as a value.
+pub fn pipeline_field<'s>(schema: &'s SchemaRef, name: &str, operator: &str) -> Result<&'s Field, OpError> {
+    let f = field(schema, name, operator)?;
+    match f.data_type() {
+        DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Boolean => Ok(f),
+        other => Err(OpError::schema(operator, format!("column `{name}` is {other}; pipelines hold text, Int64, Float64 or Boolean"))),
+    }
+}
+
+/// `batch` with column `name` set to `column`: replaced in place when it exists (its field takes
+/// `column`'s type), appended as a nullable field otherwise.
+pub fn with_column(batch: &RecordBatch, name: &str, column: ArrayRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let field = Field::new(name, column.data_type().clone(), true);
+    let schema = schema_with(batch.schema_ref(), &[field]);
+    let mut columns = batch.columns().to_vec();
+    match batch.schema_ref().index_of(name) {
+        Ok(i) => columns[i] = column,
+        Err(_) => columns.push(column),
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema, columns, &options)
+}
+
+/// Split `batch` by a verdict per row: row `i` is kept when `reasons[i]` is `None`, rejected with
+/// that reason otherwise. The kept rows keep their order and every column.
+pub fn split(batch: &RecordBatch, reasons: Vec<Option<String>>, operator: &str) -> Result<Output, OpError> {
+    let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let rows = keep_rows(batch, &keep, operator)?;
+    let rejects = reasons.into_iter().enumerate().filter_map(|(row, r)| r.map(|reason| Reject { row, reason })).collect();
+    Ok(Output { rows, rejects })
+}
+
+/// Text the way `dedup` and `rules` compare it: lowercased, runs of whitespace made one space,
+/// trimmed; typographic apostrophes read as `'`.
+pub fn normalize_text(s: &str) -> String {
+    let lower = s.to_lowercase().replace(['\u{2019}', '\u{2018}'], "'");
+    lower.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Characters of a value shown in a reject reason before it is cut.
+const SHOWN_CHARS: usize = 60;
+
+/// `s` quoted for a reject reason, cut to a readable length (`"a long questi…"`).
+pub fn shown(s: &str) -> String {
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    let tail = if chars.next().is_some() { "…" } else { "" };
+    format!("{:?}", head + tail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +258,31 @@ mod tests {
         let mut ids = vec![child_id("0002", 10), child_id("0002", 9), child_id("0010", 0), child_id("", 3)];
         ids.sort();
         assert_eq!(ids, vec!["0002.0009", "0002.0010", "0003", "0010.0000"]);
+    }
+
+    #[test]
+    fn split_keeps_rows_without_reason() {
+        let b = text_batch(&[("q", vec!["a".into(), "b".into(), "c".into()])]).unwrap();
+        let out = split(&b, vec![None, Some("no".into()), None], "t").unwrap();
+        assert_eq!(out.rows.num_rows(), 2);
+        assert_eq!(text_column(&out.rows, "q", "t").unwrap().value(1), "c");
+        assert_eq!(out.rejects, vec![Reject { row: 1, reason: "no".into() }]);
+    }
+
+    #[test]
+    fn normalize_and_shown() {
+        assert_eq!(normalize_text("  What  IS\n\tit\u{2019}s  "), "what is it's");
+        assert_eq!(shown("ab\"c"), "\"ab\\\"c\"");
+        assert_eq!(shown(&"x".repeat(70)), format!("\"{}…\"", "x".repeat(60)));
+    }
+
+    #[test]
+    fn with_column_replaces_in_place_or_appends() {
+        let b = text_batch(&[("q", vec!["a".into()]), ("r", vec!["b".into()])]).unwrap();
+        let n: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![7]));
+        let out = with_column(&b, "q", n.clone()).unwrap();
+        assert_eq!(out.schema().field(1).data_type(), &DataType::Int64);
+        let out = with_column(&b, "s", n).unwrap();
+        assert_eq!(out.schema().field(3).name(), "s");
     }
 }

@@ -18,9 +18,16 @@
 //! wrong pipeline or a broken invariant.
 
 pub mod batch;
+pub mod columns;
+pub mod config;
 pub mod critique;
+pub mod dedup;
+pub mod filter;
 pub mod generate;
+pub mod limit;
 pub mod parse;
+pub mod rules;
+pub mod sample;
 
 use crate::teacher::{Prompt, Request, Response, TeacherError};
 use arrow::datatypes::SchemaRef;
