@@ -18,6 +18,7 @@
 
 mod commit;
 mod dataflow;
+// pub mod generate;
 pub mod dispatch;
 pub mod report;
 
@@ -179,3 +180,6 @@ pub fn summarise(job: &Job, reports: Vec<Report>, wall_seconds: f64) -> (Summary
     };
     (summary, manifest)
 }
+
+#[cfg(test)]
+mod tests;

@@ -116,6 +116,17 @@ impl Location {
         ObjectPath::from_iter(parts)
     }
 
+    /// The location `rel` below this one, on the same store (a local folder is created, since
+    /// callers open sub-locations to write to them).
+    pub fn sub(&self, rel: &str) -> Location {
+        let local_root = self.local_root.as_ref().map(|r| r.join(rel));
+        if let Some(dir) = &local_root {
+            // A failure here surfaces as the first write's error, with the path in it.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Location { store: Arc::clone(&self.store), prefix: self.child(rel), display: format!("{}/{rel}", self.display.trim_end_matches('/')), local_root }
+    }
+
     /// `path` relative to this location's prefix, `/`-separated.
     pub fn relative(&self, path: &ObjectPath) -> Option<String> {
         let parts: Vec<String> = path.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
