@@ -6,75 +6,10 @@
 
 mod common;
 
-use common::{copy_tree, data};
+use common::data;
+use common::s3::{labflow, start, url};
 use serde_json::Value;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BUCKET: &str = "labflow-test";
-const KEY: &str = "labflowtestkey";
-const SECRET: &str = "labflowtestsecret";
-
-struct Server {
-    child: Child,
-    port: u16,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start s3s-fs over a bucket holding the given `(prefix, source folder)` trees.
-fn start(trees: &[(&str, PathBuf)]) -> Option<Server> {
-    if Command::new("s3s-fs").arg("--version").stdout(Stdio::null()).status().is_err() {
-        let msg = "s3s-fs not installed: `cargo install s3s-fs@0.14.1 --locked --features binary` (or run .ci/run)";
-        if std::env::var("LABFLOW_REQUIRE_S3").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
-        return None;
-    }
-    let root = tempfile::tempdir().expect("tempdir");
-    for (prefix, src) in trees {
-        copy_tree(src, &root.path().join(BUCKET).join(prefix));
-    }
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-    let child = Command::new("s3s-fs")
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", KEY, "--secret-key", SECRET])
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start s3s-fs");
-    let server = Server { child, port, _root: root };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not start listening on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(server)
-}
-
-fn labflow(server: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labflow"))
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", server.port))
-        .output()
-        .expect("labflow runs")
-}
-
-fn url(prefix: &str) -> String {
-    format!("s3://{BUCKET}/{prefix}")
-}
+use std::process::Command;
 
 #[test]
 fn validate_leaves_and_diff_over_s3_match_the_local_results() {

@@ -131,7 +131,16 @@ fn chat_with_a_cache_answers_the_second_time_from_it() {
     let cache = dir.path().join("not/yet/there");
     let run = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_labflow"))
-            .args(["chat", "--model", model_path().to_str().expect("utf-8"), "--max-tokens", "6", "--cache", cache.to_str().expect("utf-8"), "Name a color."])
+            .args([
+                "chat",
+                "--model",
+                model_path().to_str().expect("utf-8"),
+                "--max-tokens",
+                "6",
+                "--cache",
+                cache.to_str().expect("utf-8"),
+                "Name a color.",
+            ])
             .output()
             .expect("labflow chat runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -147,13 +156,25 @@ fn chat_with_a_cache_answers_the_second_time_from_it() {
 #[tokio::test]
 async fn concurrent_seeded_requests_give_the_same_text_as_alone() {
     let Some(t) = teacher() else { return };
-    let prompts = ["Name a fruit.", "Write a haiku about rain.", "What is 2+2?", "Describe a cat.", "Say hello in French.", "List three colors.", "Who wrote Hamlet?", "Give me a word that rhymes with moon."];
+    let prompts = [
+        "Name a fruit.",
+        "Write a haiku about rain.",
+        "What is 2+2?",
+        "Describe a cat.",
+        "Say hello in French.",
+        "List three colors.",
+        "Who wrote Hamlet?",
+        "Give me a word that rhymes with moon.",
+    ];
     let reqs: Vec<Request> = prompts
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let max_tokens = 6 + 3 * i as u32; // different lengths: sequences leave the batch at different steps
-            request(Prompt::Chat(vec![ChatMessage::new("user", *p)]), Sampling { temperature: 0.8, top_p: 0.95, max_tokens, seed: Some(100 + i as u64), ..Sampling::default() })
+            request(
+                Prompt::Chat(vec![ChatMessage::new("user", *p)]),
+                Sampling { temperature: 0.8, top_p: 0.95, max_tokens, seed: Some(100 + i as u64), ..Sampling::default() },
+            )
         })
         .collect();
     let mut alone = Vec::new();

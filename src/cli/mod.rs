@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input has errors (invalid leaves), 2 the input could not be read
 //! at all or the command line is wrong.
 
+// mod generate;
 mod taxonomy;
 mod teacher;
 
@@ -29,6 +30,11 @@ enum Command {
     Leaves(taxonomy::LeavesArgs),
     /// Show leaves added, modified, moved or removed against a git base or another tree.
     Diff(taxonomy::DiffArgs),
+    /// Generate synthetic data: run pipelines over a taxonomy's leaves with a teacher, writing
+    /// per-leaf datasets, rejects, the response cache, a summary and a manifest to a run folder.
+    // Generate(generate::GenerateArgs),
+    /// Show a pipeline's validated plan: steps, columns in and out, teacher calls per row.
+    // Explain(generate::ExplainArgs),
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
     /// /v1/chat/completions, /v1/completions, streaming), on 127.0.0.1 unless told otherwise.
     Serve(teacher::ServeArgs),

@@ -65,7 +65,7 @@ pub struct ChatArgs {
 ///   `teacher::http`; `#MODEL` names the model there (default `default`), and the API key, if
 ///   any, is read from `OPENAI_API_KEY`.
 /// - a GGUF file: the embedded model, in this process.
-fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
+pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
     let lower = model.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let (base, name) = model.split_once('#').unwrap_or((model, "default"));

@@ -82,7 +82,8 @@ async fn write_all(out: &Location, c: &Commit, files: &mut Vec<FileEntry>) -> Re
     ] {
         files.push(FileEntry { path: rel, rows, bytes });
     }
-    let rejects = rejects_batch(&c.rejects).map_err(|e| DatasetError::Format { path: format!("rejects/{base}"), message: e.to_string() })?;
+    let rejects =
+        rejects_batch(&c.rejects).map_err(|e| DatasetError::Format { path: format!("rejects/{base}"), message: e.to_string() })?;
     let n = rejects.num_rows() as u64;
     let rel = format!("rejects/{base}.parquet");
     let bytes = write_parquet(out, &rel, &rejects).await?;

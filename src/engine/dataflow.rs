@@ -72,7 +72,13 @@ impl Shared {
 }
 
 /// A step that transforms batches as they come.
-fn transform<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, t: Arc<dyn Transform>, shared: Rc<Shared>) -> Stream<'s, Time, Rows> {
+fn transform<'s>(
+    src: Stream<'s, Time, Rows>,
+    name: String,
+    step: usize,
+    t: Arc<dyn Transform>,
+    shared: Rc<Shared>,
+) -> Stream<'s, Time, Rows> {
     src.unary(Pipeline, &name.clone(), move |_cap, _info| {
         move |input, output| {
             input.for_each(|cap, data| {
@@ -96,7 +102,14 @@ fn transform<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, t: Arc<
 }
 
 /// A step over all rows of a leaf, run when the leaf is complete upstream.
-fn aggregate<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, a: Arc<dyn Aggregate>, schema: arrow::datatypes::SchemaRef, shared: Rc<Shared>) -> Stream<'s, Time, Rows> {
+fn aggregate<'s>(
+    src: Stream<'s, Time, Rows>,
+    name: String,
+    step: usize,
+    a: Arc<dyn Aggregate>,
+    schema: arrow::datatypes::SchemaRef,
+    shared: Rc<Shared>,
+) -> Stream<'s, Time, Rows> {
     src.unary_frontier(Pipeline, &name.clone(), move |_cap, _info| {
         let mut stash: BTreeMap<Time, (Capability<Time>, Rows)> = BTreeMap::new();
         move |(input, frontier), output| {
@@ -124,7 +137,15 @@ fn aggregate<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, a: Arc<
 }
 
 /// A step that calls the teacher per row; answers arrive asynchronously.
-fn teacher<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, depth: u32, t: Arc<dyn TeacherStep>, shared: Rc<Shared>, dispatcher: Dispatcher) -> Stream<'s, Time, Rows> {
+fn teacher<'s>(
+    src: Stream<'s, Time, Rows>,
+    name: String,
+    step: usize,
+    depth: u32,
+    t: Arc<dyn TeacherStep>,
+    shared: Rc<Shared>,
+    dispatcher: Dispatcher,
+) -> Stream<'s, Time, Rows> {
     let scope: Scope<'s, Time> = src.scope();
     src.unary_frontier(Pipeline, &name.clone(), move |_cap, info| {
         let activator = Arc::new(scope.worker().sync_activator_for(info.address.to_vec()));
@@ -151,7 +172,8 @@ fn teacher<'s>(src: Stream<'s, Time, Rows>, name: String, step: usize, depth: u3
                                 });
                             }
                             Ok(Calls::Reject(reason)) => {
-                                let out = Output { rows: batch::empty(b.schema_ref()), rejects: vec![crate::operators::Reject { row, reason }] };
+                                let out =
+                                    Output { rows: batch::empty(b.schema_ref()), rejects: vec![crate::operators::Reject { row, reason }] };
                                 shared.took(time, step, &name, &b, out);
                             }
                             Err(e) => shared.fail(e),
@@ -198,7 +220,13 @@ fn owned(job: &Job, index: usize, peers: usize) -> Vec<Time> {
 }
 
 /// Commit each owned leaf when complete; emit its report, and the process's at the end.
-fn sink<'s>(src: Stream<'s, Time, Rows>, shared: Rc<Shared>, runtime: tokio::runtime::Handle, mine: Vec<Time>, reports_process: bool) -> Stream<'s, Time, Vec<String>> {
+fn sink<'s>(
+    src: Stream<'s, Time, Rows>,
+    shared: Rc<Shared>,
+    runtime: tokio::runtime::Handle,
+    mine: Vec<Time>,
+    reports_process: bool,
+) -> Stream<'s, Time, Vec<String>> {
     let scope: Scope<'s, Time> = src.scope();
     src.unary_frontier(Pipeline, "commit", move |cap, info| {
         let activator = Arc::new(scope.worker().sync_activator_for(info.address.to_vec()));
@@ -265,9 +293,20 @@ fn sink<'s>(src: Stream<'s, Time, Rows>, shared: Rc<Shared>, runtime: tokio::run
 }
 
 /// Build the dataflow on every worker, feed the leaves, and wait for the end.
-pub fn execute(job: Arc<Job>, opts: &RunOptions, runtime: tokio::runtime::Handle, progress: Arc<Progress>) -> Result<Vec<crate::engine::Report>, EngineError> {
+pub fn execute(
+    job: Arc<Job>,
+    opts: &RunOptions,
+    runtime: tokio::runtime::Handle,
+    progress: Arc<Progress>,
+) -> Result<Vec<crate::engine::Report>, EngineError> {
     let communication = if opts.hosts.len() > 1 {
-        timely::CommunicationConfig::Cluster { threads: opts.workers.max(1), process: opts.process, addresses: opts.hosts.clone(), report: false, zerocopy: false }
+        timely::CommunicationConfig::Cluster {
+            threads: opts.workers.max(1),
+            process: opts.process,
+            addresses: opts.hosts.clone(),
+            report: false,
+            zerocopy: false,
+        }
     } else if opts.workers > 1 {
         timely::CommunicationConfig::Process(opts.workers)
     } else {
@@ -303,8 +342,12 @@ pub fn execute(job: Arc<Job>, opts: &RunOptions, runtime: tokio::runtime::Handle
                     let depth = depth_of(plan, s);
                     let out = match &ps.operator {
                         Operator::Transform(t) => transform(src, ps.name.clone(), offset + s, Arc::clone(t), Rc::clone(&shared)),
-                        Operator::Aggregate(a) => aggregate(src, ps.name.clone(), offset + s, Arc::clone(a), ps.schema_in.clone(), Rc::clone(&shared)),
-                        Operator::Teacher(t) => teacher(src, ps.name.clone(), offset + s, depth, Arc::clone(t), Rc::clone(&shared), dispatcher.clone()),
+                        Operator::Aggregate(a) => {
+                            aggregate(src, ps.name.clone(), offset + s, Arc::clone(a), ps.schema_in.clone(), Rc::clone(&shared))
+                        }
+                        Operator::Teacher(t) => {
+                            teacher(src, ps.name.clone(), offset + s, depth, Arc::clone(t), Rc::clone(&shared), dispatcher.clone())
+                        }
                     };
                     streams.push(out);
                 }

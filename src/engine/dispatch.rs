@@ -148,7 +148,10 @@ mod tests {
                 self.order.lock().unwrap().push(t.clone());
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 self.now.fetch_sub(1, AtomicOrdering::SeqCst);
-                Ok(Response { choices: vec![Choice { text: t.clone(), finish_reason: FinishReason::Stop, logprobs: None }], usage: Usage::default() })
+                Ok(Response {
+                    choices: vec![Choice { text: t.clone(), finish_reason: FinishReason::Stop, logprobs: None }],
+                    usage: Usage::default(),
+                })
             })
         }
         fn score<'a>(&'a self, _: &'a Prompt, c: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {

@@ -83,7 +83,8 @@ impl Job {
         teacher: Arc<dyn Client>,
         teacher_stats: Arc<dyn Fn() -> ProcessDone + Send + Sync>,
     ) -> Job {
-        let steps = plans.iter().enumerate().flat_map(|(p, plan)| (0..plan.steps.len()).map(move |s| StepRef { plan: p, step: s })).collect();
+        let steps =
+            plans.iter().enumerate().flat_map(|(p, plan)| (0..plan.steps.len()).map(move |s| StepRef { plan: p, step: s })).collect();
         Job { plans, leaves, steps, output, run_id, teacher, teacher_stats }
     }
 

@@ -80,7 +80,12 @@ fn run_job(workers: usize, out: &Location, teacher: Arc<TestTeacher>) -> (Summar
 
 fn data(out: &Location, manifest: &Manifest) -> Vec<RecordBatch> {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    manifest.leaves.iter().flat_map(|l| l.files.iter().filter(|f| f.path.ends_with(".parquet"))).flat_map(|f| rt.block_on(read_parquet(out, &f.path)).unwrap()).collect()
+    manifest
+        .leaves
+        .iter()
+        .flat_map(|l| l.files.iter().filter(|f| f.path.ends_with(".parquet")))
+        .flat_map(|f| rt.block_on(read_parquet(out, &f.path)).unwrap())
+        .collect()
 }
 
 #[test]

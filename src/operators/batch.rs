@@ -111,7 +111,14 @@ pub fn text_value(col: &dyn Array, row: usize) -> Option<String> {
 ///
 /// This is how a step that turns one row into k rows builds its output: every input column is
 /// carried over by `take`, so no operator rebuilds columns it does not own.
-pub fn expand(input: &RecordBatch, schema: &SchemaRef, parents: &[u32], ids: Vec<String>, columns: Vec<(String, ArrayRef)>, operator: &str) -> Result<RecordBatch, OpError> {
+pub fn expand(
+    input: &RecordBatch,
+    schema: &SchemaRef,
+    parents: &[u32],
+    ids: Vec<String>,
+    columns: Vec<(String, ArrayRef)>,
+    operator: &str,
+) -> Result<RecordBatch, OpError> {
     let idx = UInt32Array::from(parents.to_vec());
     let mut out: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     let id_array: ArrayRef = Arc::new(StringArray::from(ids));
@@ -238,7 +245,15 @@ mod tests {
         let b = text_batch(&[("q", vec!["a".into(), "b".into()])]).unwrap();
         let schema = schema_with(b.schema_ref(), &[text_field("answer")]);
         let answers: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "z"]));
-        let out = expand(&b, &schema, &[1, 1, 0], vec!["0001.0000".into(), "0001.0001".into(), "0000.0000".into()], vec![("answer".into(), answers)], "t").unwrap();
+        let out = expand(
+            &b,
+            &schema,
+            &[1, 1, 0],
+            vec!["0001.0000".into(), "0001.0001".into(), "0000.0000".into()],
+            vec![("answer".into(), answers)],
+            "t",
+        )
+        .unwrap();
         assert_eq!(out.num_rows(), 3);
         let q = text_column(&out, "q", "t").unwrap();
         assert_eq!((q.value(0), q.value(1), q.value(2)), ("b", "b", "a"));

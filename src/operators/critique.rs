@@ -13,7 +13,7 @@
 //! - Rejects: unrenderable prompts, failed calls, unparseable or out-of-label judgments.
 //! - Deterministic given the teacher (greedy by default: `temperature: 0`).
 
-use crate::operators::batch::{self, row_json, row_ids, schema_with, text_field};
+use crate::operators::batch::{self, row_ids, row_json, schema_with, text_field};
 use crate::operators::generate::{row_seed, Prompts, SamplingConfig, SelectConfig};
 use crate::operators::parse::{ParseConfig, ParseSpec};
 use crate::operators::{Answer, BuildContext, Call, CallCost, Calls, OpError, Operator, Output, Reject, Step, TeacherStep};
@@ -110,15 +110,20 @@ impl Step for Config {
             }
             Method::Generate => {
                 let columns = 1 + usize::from(self.explanation.is_some());
-                let spec = ParseSpec::compile(self.parse.as_ref().unwrap_or(&ParseConfig::Tags(None)), columns, prompts.tags()).map_err(|e| {
-                    let hint = if self.explanation.is_none() { " (set `explanation: COLUMN` when the reply has an explanation part)" } else { "" };
-                    OpError::spec(name, format!("parse: {e}{hint}"))
-                })?;
+                let spec =
+                    ParseSpec::compile(self.parse.as_ref().unwrap_or(&ParseConfig::Tags(None)), columns, prompts.tags()).map_err(|e| {
+                        let hint = if self.explanation.is_none() {
+                            " (set `explanation: COLUMN` when the reply has an explanation part)"
+                        } else {
+                            ""
+                        };
+                        OpError::spec(name, format!("parse: {e}{hint}"))
+                    })?;
                 Some(spec)
             }
         };
         let greedy = Sampling { temperature: 0.0, ..ctx.sampling.clone() };
-        let sampling = Sampling { n: 1, ..self.sampling.over(&greedy) };
+        let sampling = ctx.capped(Sampling { n: 1, ..self.sampling.over(&greedy) });
         Ok(Operator::Teacher(Arc::new(Critique {
             name: name.to_string(),
             prompts,
@@ -169,7 +174,11 @@ impl TeacherStep for Critique {
             None => Call::Score { prompt, labels: self.labels.iter().map(|l| format!("{}{l}", self.prefix)).collect() },
             Some(_) => {
                 let id = row_ids(batch, &self.name)?.value(row);
-                Call::Complete(Request { model: String::new(), prompt, sampling: Sampling { seed: Some(row_seed(self.seed, &self.name, id)), ..self.sampling.clone() } })
+                Call::Complete(Request {
+                    model: String::new(),
+                    prompt,
+                    sampling: Sampling { seed: Some(row_seed(self.seed, &self.name, id)), ..self.sampling.clone() },
+                })
             }
         }]))
     }
@@ -193,7 +202,12 @@ impl TeacherStep for Critique {
                 let (explanation, score) = match item.as_slice() {
                     [e, s] => (Some(e.clone()), s.clone()),
                     [s] => (None, s.clone()),
-                    _ => return Err(OpError::Internal { operator: self.name.clone(), message: "parse returned the wrong number of values".into() }),
+                    _ => {
+                        return Err(OpError::Internal {
+                            operator: self.name.clone(),
+                            message: "parse returned the wrong number of values".into(),
+                        })
+                    }
                 };
                 let Some(label) = self.labels.iter().find(|l| l.trim() == score.trim()) else {
                     return Ok(reject(format!("the judge answered {score:?}, not one of {}", self.labels.join(", "))));
@@ -279,7 +293,12 @@ mod tests {
         let Calls::Send(calls) = j.calls(&b, 0).unwrap() else { panic!() };
         let Call::Complete(req) = &calls[0] else { panic!("completion expected") };
         assert_eq!(req.sampling.temperature, 0.0, "judges are greedy by default");
-        let reply = |t: &str| Answer::Complete(Ok(Response { choices: vec![Choice { text: t.into(), finish_reason: FinishReason::Stop, logprobs: None }], usage: Usage::default() }));
+        let reply = |t: &str| {
+            Answer::Complete(Ok(Response {
+                choices: vec![Choice { text: t.into(), finish_reason: FinishReason::Stop, logprobs: None }],
+                usage: Usage::default(),
+            }))
+        };
         let out = j.assemble(&b, 0, vec![reply("[E] fine [/E] [S] 1 [/S]")]).unwrap();
         assert_eq!(batch::text_column(&out.rows, "evaluation", "t").unwrap().value(0), "fine");
         assert_eq!(batch::text_column(&out.rows, "score", "t").unwrap().value(0), "1");

@@ -11,7 +11,7 @@
 //! `prompts: {column, choices}` picks the prompt by a column's value (the reference's
 //! ConditionalLLMBlock); a value with no prompt rejects the row.
 
-use crate::operators::batch::{self, child_id, row_json, row_ids, schema_with, text_field};
+use crate::operators::batch::{self, child_id, row_ids, row_json, schema_with, text_field};
 use crate::operators::parse::{ParseConfig, ParseSpec};
 use crate::operators::{Answer, BuildContext, Call, CallCost, Calls, OpError, Operator, Output, Reject, Step, TeacherStep};
 use crate::pipeline::prompt::{PromptConfig, PromptTemplate};
@@ -151,16 +151,24 @@ pub enum Prompts {
 
 impl Prompts {
     /// Compile `prompt` or `prompts` (exactly one must be given).
-    pub fn compile(name: &str, prompt: &Option<PromptConfig>, prompts: &Option<SelectConfig>, system_in_user: bool) -> Result<Prompts, OpError> {
+    pub fn compile(
+        name: &str,
+        prompt: &Option<PromptConfig>,
+        prompts: &Option<SelectConfig>,
+        system_in_user: bool,
+    ) -> Result<Prompts, OpError> {
         match (prompt, prompts) {
-            (Some(p), None) => Ok(Prompts::One(PromptTemplate::compile(p, system_in_user).map_err(|e| OpError::spec(name, format!("prompt: {e}")))?)),
+            (Some(p), None) => {
+                Ok(Prompts::One(PromptTemplate::compile(p, system_in_user).map_err(|e| OpError::spec(name, format!("prompt: {e}")))?))
+            }
             (None, Some(sel)) => {
                 if sel.choices.is_empty() {
                     return Err(OpError::spec(name, "prompts.choices is empty; map each value of the column to a prompt file"));
                 }
                 let mut choices = BTreeMap::new();
                 for (value, p) in &sel.choices {
-                    let t = PromptTemplate::compile(p, system_in_user).map_err(|e| OpError::spec(name, format!("prompts.choices.{value}: {e}")))?;
+                    let t = PromptTemplate::compile(p, system_in_user)
+                        .map_err(|e| OpError::spec(name, format!("prompts.choices.{value}: {e}")))?;
                     choices.insert(value.clone(), t);
                 }
                 Ok(Prompts::ByColumn { column: sel.column.clone(), choices })
@@ -185,7 +193,9 @@ impl Prompts {
             Prompts::ByColumn { column, choices } => {
                 let col = batch.column_by_name(column).ok_or_else(|| batch::missing(batch.schema_ref(), column, operator))?;
                 let value = batch::text_value(col.as_ref(), row).unwrap_or_default();
-                Ok(choices.get(&value).ok_or_else(|| format!("no prompt for {column} = {value:?}; known values: {}", choices.keys().cloned().collect::<Vec<_>>().join(", "))))
+                Ok(choices.get(&value).ok_or_else(|| {
+                    format!("no prompt for {column} = {value:?}; known values: {}", choices.keys().cloned().collect::<Vec<_>>().join(", "))
+                }))
             }
         }
     }
@@ -232,7 +242,8 @@ impl Step for Config {
             return Err(OpError::spec(name, "`output` names no column; list the columns the completion is parsed into"));
         }
         let prompts = Prompts::compile(name, &self.prompt, &self.prompts, self.system_in_user)?;
-        let parse = ParseSpec::compile(self.parse.as_ref().unwrap_or(&ParseConfig::Tags(None)), self.output.len(), prompts.tags()).map_err(|e| OpError::spec(name, format!("parse: {e}")))?;
+        let parse = ParseSpec::compile(self.parse.as_ref().unwrap_or(&ParseConfig::Tags(None)), self.output.len(), prompts.tags())
+            .map_err(|e| OpError::spec(name, format!("parse: {e}")))?;
         let n = self.n.resolve(ctx);
         if n == 0 {
             return Err(OpError::spec(name, "n is 0: ask for at least one completion"));
@@ -242,8 +253,17 @@ impl Step for Config {
                 return Err(OpError::spec(name, format!("set.{k}: only text and whole numbers can be set, not {v}")));
             }
         }
-        let sampling = Sampling { n, ..self.sampling.over(&ctx.sampling) };
-        Ok(Operator::Teacher(Arc::new(Generate { name: name.to_string(), prompts, output: self.output, parse, n, set: self.set.into_iter().collect(), sampling, seed: ctx.seed })))
+        let sampling = ctx.capped(Sampling { n, ..self.sampling.over(&ctx.sampling) });
+        Ok(Operator::Teacher(Arc::new(Generate {
+            name: name.to_string(),
+            prompts,
+            output: self.output,
+            parse,
+            n,
+            set: self.set.into_iter().collect(),
+            sampling,
+            seed: ctx.seed,
+        })))
     }
 }
 

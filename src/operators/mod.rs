@@ -211,11 +211,23 @@ pub struct BuildContext {
     pub sampling: crate::teacher::Sampling,
     /// Base seed of the run; each row's calls are seeded from it and the row's lineage id.
     pub seed: u64,
+    /// A cap on every teacher step's `max_tokens` (`--max-tokens`, for smoke runs).
+    pub max_tokens: Option<u32>,
+}
+
+impl BuildContext {
+    /// `sampling` with the run's cap on `max_tokens` applied.
+    pub fn capped(&self, mut sampling: crate::teacher::Sampling) -> crate::teacher::Sampling {
+        if let Some(cap) = self.max_tokens {
+            sampling.max_tokens = sampling.max_tokens.min(cap);
+        }
+        sampling
+    }
 }
 
 impl Default for BuildContext {
     fn default() -> Self {
-        BuildContext { scale: 1, sampling: crate::teacher::Sampling::default(), seed: 42 }
+        BuildContext { scale: 1, sampling: crate::teacher::Sampling::default(), seed: 42, max_tokens: None }
     }
 }
 

@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn tags_pair_up_and_truncate_like_the_reference() {
-        let spec = ParseSpec::compile(&ParseConfig::Tags(None), 2, &[("[E]".into(), "[/E]".into()), ("[S]".into(), "[/S]".into())]).unwrap();
+        let spec =
+            ParseSpec::compile(&ParseConfig::Tags(None), 2, &[("[E]".into(), "[/E]".into()), ("[S]".into(), "[/S]".into())]).unwrap();
         let items = spec.parse("[E] good [/E] [S] 1 [/S] [E] second [/E]", &cols(&["evaluation", "score"]));
         assert_eq!(items, vec![vec!["good".to_string(), "1".to_string()]]);
         assert!(spec.parse("no tags at all", &cols(&["evaluation", "score"])).is_empty());
@@ -220,7 +221,9 @@ mod tests {
     #[test]
     fn regex_groups_and_cleanup_match_the_reference_knowledge_parser() {
         let pattern = r"\[(?:Question|QUESTION)\]\s*(.*?)\s*\[(?:Answer|ANSWER)\]\s*(.*?)\s*(?=\[(?:Question|QUESTION)\]|$)";
-        let spec = ParseSpec::compile(&ParseConfig::Regex { pattern: pattern.into(), cleanup: vec!["[END]".into(), "[End]".into()] }, 2, &[]).unwrap();
+        let spec =
+            ParseSpec::compile(&ParseConfig::Regex { pattern: pattern.into(), cleanup: vec!["[END]".into(), "[End]".into()] }, 2, &[])
+                .unwrap();
         let items = spec.parse("[Question] Why?\n[Answer] Because. [END]\n[QUESTION] How? [ANSWER] So.\n", &cols(&["q", "a"]));
         assert_eq!(items, vec![vec!["Why?".to_string(), "Because. ".to_string()], vec!["How?".to_string(), "So.".to_string()]]);
         let e = ParseSpec::compile(&ParseConfig::Regex { pattern: "(unclosed".into(), cleanup: vec![] }, 1, &[]).unwrap_err();

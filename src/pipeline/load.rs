@@ -63,8 +63,20 @@ struct Loaded {
 impl Loaded {
     fn read(source: &dyn Source, rel: &str) -> Result<(Loaded, Value), PipelineError> {
         let file = source.display(rel);
-        let text = source.read(rel).map_err(|message| PipelineError { file: file.clone(), line: 1, column: 1, key_path: String::new(), message })?;
-        let doc = yaml::load(&text).map_err(|e| PipelineError { file: file.clone(), line: e.pos.line, column: e.pos.column, key_path: String::new(), message: e.message })?;
+        let text = source.read(rel).map_err(|message| PipelineError {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            key_path: String::new(),
+            message,
+        })?;
+        let doc = yaml::load(&text).map_err(|e| PipelineError {
+            file: file.clone(),
+            line: e.pos.line,
+            column: e.pos.column,
+            key_path: String::new(),
+            message: e.message,
+        })?;
         if let Some(d) = doc.duplicates.first() {
             return Err(PipelineError {
                 file,
@@ -158,7 +170,13 @@ fn load_prompt(source: &dyn Source, dir: &str, name: &str, owner: &Loaded, point
 }
 
 /// Replace `prompt: FILE` and `prompts.choices.*: FILE` in step `i` by the files' contents.
-fn inline_prompts(source: &dyn Source, dir: &str, loaded: &Loaded, i: usize, config: &mut serde_json::Map<String, Value>) -> Result<(), PipelineError> {
+fn inline_prompts(
+    source: &dyn Source,
+    dir: &str,
+    loaded: &Loaded,
+    i: usize,
+    config: &mut serde_json::Map<String, Value>,
+) -> Result<(), PipelineError> {
     if let Some(Value::String(name)) = config.get("prompt").cloned() {
         config.insert("prompt".into(), load_prompt(source, dir, &name, loaded, &format!("/steps/{i}/prompt"))?);
     }
@@ -190,7 +208,8 @@ pub fn load(source: &dyn Source, rel: &str, ctx: &BuildContext) -> Result<Plan, 
     }
     if let Some(v) = value.get("version") {
         if !v.as_u64().is_some_and(|v| FORMAT_VERSIONS.contains(&(v as u32))) {
-            let hint = if v.is_string() { "; an InstructLab pipeline (version \"1.0\", `blocks:`) runs with --pipeline ilab:DIR" } else { "" };
+            let hint =
+                if v.is_string() { "; an InstructLab pipeline (version \"1.0\", `blocks:`) runs with --pipeline ilab:DIR" } else { "" };
             return Err(loaded.at("/version", format!("unsupported pipeline format version {v}; this labflow reads version 1{hint}")));
         }
     }
@@ -209,7 +228,9 @@ pub fn load(source: &dyn Source, rel: &str, ctx: &BuildContext) -> Result<Plan, 
 fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Plan, PipelineError> {
     let mut kinds = Vec::new();
     for (i, k) in file.leaf_kinds.iter().enumerate() {
-        kinds.push(parse_kind(k).ok_or_else(|| loaded.at(&format!("/leaf_kinds/{i}"), format!("unknown leaf kind {k:?}; use knowledge, freeform_skill or grounded_skill")))?);
+        kinds.push(parse_kind(k).ok_or_else(|| {
+            loaded.at(&format!("/leaf_kinds/{i}"), format!("unknown leaf kind {k:?}; use knowledge, freeform_skill or grounded_skill"))
+        })?);
     }
     let Some(&first_kind) = kinds.first() else {
         return Err(loaded.at("/leaf_kinds", "`leaf_kinds` is empty; name the leaves this pipeline is for"));
@@ -222,18 +243,24 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
     for (i, spec) in file.steps.iter().enumerate() {
         let at = format!("/steps/{i}");
         if steps.iter().any(|s| s.name == spec.name) || spec.name == "seeds" {
-            return Err(loaded.at(&format!("{at}/name"), format!("step name {:?} is used twice (or is the reserved `seeds`); step names are unique", spec.name)));
+            return Err(loaded.at(
+                &format!("{at}/name"),
+                format!("step name {:?} is used twice (or is the reserved `seeds`); step names are unique", spec.name),
+            ));
         }
         let input = match spec.input.as_deref() {
             None if i == 0 => None,
             None => Some(i - 1),
             Some("seeds") => None,
             Some(name) => Some(steps.iter().position(|s| s.name == name).ok_or_else(|| {
-                loaded.at(&format!("{at}/input"), format!("no earlier step named {name:?}; `input` names a step above this one, or `seeds`"))
+                loaded
+                    .at(&format!("{at}/input"), format!("no earlier step named {name:?}; `input` names a step above this one, or `seeds`"))
             })?),
         };
         let operator = registry::build(&spec.op, &spec.name, Value::Object(spec.config.clone()), &ctx).map_err(|e| match e {
-            registry::StepError::UnknownKind(known) => loaded.at(&format!("{at}/op"), format!("unknown operator {:?}; known: {}", spec.op, known.join(", "))),
+            registry::StepError::UnknownKind(known) => {
+                loaded.at(&format!("{at}/op"), format!("unknown operator {:?}; known: {}", spec.op, known.join(", ")))
+            }
             registry::StepError::Config { pointer, message } => loaded.at(&format!("{at}{pointer}"), message),
             registry::StepError::Build(e) => loaded.at(&at, e.to_string()),
         })?;
@@ -242,7 +269,8 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
             Some(j) => steps[j].schema_out.clone(),
         };
         let schema_out = operator.schema_out(&schema_in).map_err(|e| {
-            let from = input.map(|j| format!("step `{}`", steps[j].name)).unwrap_or_else(|| format!("the {} seed rows", first_kind.label()));
+            let from =
+                input.map(|j| format!("step `{}`", steps[j].name)).unwrap_or_else(|| format!("the {} seed rows", first_kind.label()));
             loaded.at(&at, format!("{e} (input: {from})"))
         })?;
         let cost = match &operator {
@@ -258,7 +286,10 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
     for (i, s) in steps.iter().enumerate() {
         let consumed = steps.iter().any(|t| t.input == Some(i));
         if !consumed && i != output {
-            return Err(loaded.at(&format!("/steps/{i}"), format!("the rows of step `{}` go nowhere: no step reads them and it is not the `output`", s.name)));
+            return Err(loaded.at(
+                &format!("/steps/{i}"),
+                format!("the rows of step `{}` go nowhere: no step reads them and it is not the `output`", s.name),
+            ));
         }
     }
     // Every other kind this pipeline claims must fit too.
@@ -269,7 +300,11 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
                 None => seed_schema(*kind),
                 Some(j) => outs[j].clone(),
             };
-            outs.push(s.operator.schema_out(&input).map_err(|e| loaded.at(&format!("/steps/{i}"), format!("{e} (for {} leaves)", kind.label())))?);
+            outs.push(
+                s.operator
+                    .schema_out(&input)
+                    .map_err(|e| loaded.at(&format!("/steps/{i}"), format!("{e} (for {} leaves)", kind.label())))?,
+            );
         }
     }
     Ok(Plan { name: file.name, file: loaded.file.clone(), description: file.description, leaf_kinds: kinds, steps, output })
@@ -277,7 +312,8 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
 
 /// Deserialise and build one step of kind `T`.
 pub(crate) fn build_step<T: Step>(name: &str, value: Value, ctx: &BuildContext) -> Result<Operator, registry::StepError> {
-    let config: T = serde_path_to_error::deserialize(value).map_err(|e| registry::StepError::Config { pointer: path_pointer(e.path()), message: e.inner().to_string() })?;
+    let config: T = serde_path_to_error::deserialize(value)
+        .map_err(|e| registry::StepError::Config { pointer: path_pointer(e.path()), message: e.inner().to_string() })?;
     config.build(name, ctx).map_err(|e: OpError| registry::StepError::Build(e))
 }
 

@@ -4,9 +4,9 @@
 //! prompt files) into a [`plan::Plan`] whose every step is a built, schema-checked operator, or
 //! refuses it with file:line and the key path. Nothing here runs anything (ARCHITECTURE.md).
 
-pub mod prompt;
 pub mod load;
 pub mod plan;
+pub mod prompt;
 pub mod registry;
 pub mod spec;
 

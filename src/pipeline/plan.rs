@@ -79,7 +79,11 @@ impl Plan {
             let change: Vec<String> = added.into_iter().chain(removed).collect();
             let _ = writeln!(out, "     columns: {}", if change.is_empty() { "unchanged".to_string() } else { change.join(" ") });
             if let Some(c) = s.cost {
-                let what = if c.completions == 0 { format!("{} scoring request(s)", c.requests) } else { format!("{} request(s), {} completion(s)", c.requests, c.completions) };
+                let what = if c.completions == 0 {
+                    format!("{} scoring request(s)", c.requests)
+                } else {
+                    format!("{} request(s), {} completion(s)", c.requests, c.completions)
+                };
                 let _ = writeln!(out, "     teacher: {what} per input row");
             }
             let shape = match s.operator {

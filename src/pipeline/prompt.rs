@@ -65,7 +65,11 @@ impl PromptTemplate {
     /// Compile `config` in the given layout. Errors name the part and the template problem.
     pub fn compile(config: &PromptConfig, system_in_user: bool) -> Result<PromptTemplate, String> {
         if config.start_tags.len() != config.end_tags.len() {
-            return Err(format!("start_tags has {} item(s) but end_tags has {}; pair them up", config.start_tags.len(), config.end_tags.len()));
+            return Err(format!(
+                "start_tags has {} item(s) but end_tags has {}; pair them up",
+                config.start_tags.len(),
+                config.end_tags.len()
+            ));
         }
         let rest = [&config.introduction, &config.principles, &config.examples, &config.generation];
         let (system, user) = if system_in_user {

@@ -90,7 +90,8 @@ impl Location {
             Some(_) => None,
         };
         if let Some(dir) = local {
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: format!("cannot create the folder: {e}") })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::BadUrl { url: spec.into(), reason: format!("cannot create the folder: {e}") })?;
         }
         Self::open(spec)
     }
@@ -124,7 +125,12 @@ impl Location {
             // A failure here surfaces as the first write's error, with the path in it.
             let _ = std::fs::create_dir_all(dir);
         }
-        Location { store: Arc::clone(&self.store), prefix: self.child(rel), display: format!("{}/{rel}", self.display.trim_end_matches('/')), local_root }
+        Location {
+            store: Arc::clone(&self.store),
+            prefix: self.child(rel),
+            display: format!("{}/{rel}", self.display.trim_end_matches('/')),
+            local_root,
+        }
     }
 
     /// `path` relative to this location's prefix, `/`-separated.

@@ -104,7 +104,9 @@ impl Client for TestTeacher {
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
-            let choices: Vec<Choice> = (0..request.sampling.n.max(1)).map(|i| Choice { text: self.text(request, i), finish_reason: FinishReason::Stop, logprobs: None }).collect();
+            let choices: Vec<Choice> = (0..request.sampling.n.max(1))
+                .map(|i| Choice { text: self.text(request, i), finish_reason: FinishReason::Stop, logprobs: None })
+                .collect();
             let completion_tokens = choices.iter().map(|c| c.text.split_whitespace().count() as u64).sum();
             let prompt_tokens = flatten(&request.prompt).split_whitespace().count() as u64;
             Ok(Response { choices, usage: Usage { prompt_tokens, completion_tokens } })

@@ -89,7 +89,10 @@ fn empty_batch_has_the_output_schema() {
     let g = step(1);
     let b = text_batch(&[("seed_question", vec![])]).unwrap();
     let schema = g.schema_out(b.schema_ref()).unwrap();
-    assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["_id", "seed_question", "num_samples", "question"]);
+    assert_eq!(
+        schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+        vec!["_id", "seed_question", "num_samples", "question"]
+    );
 }
 
 #[test]
@@ -119,7 +122,10 @@ fn conditional_prompts_pick_by_column_and_reject_unknown_values() {
     other.generation = Some("Other: {{ seed_question }}".into());
     let config = Config {
         prompt: None,
-        prompts: Some(SelectConfig { column: "kind".into(), choices: [("a".to_string(), prompt()), ("b".to_string(), other)].into_iter().collect() }),
+        prompts: Some(SelectConfig {
+            column: "kind".into(),
+            choices: [("a".to_string(), prompt()), ("b".to_string(), other)].into_iter().collect(),
+        }),
         output: vec!["question".into()],
         parse: None,
         n: Count::Scaled(Scaled::Scaled),

@@ -12,7 +12,8 @@ impl Source for Files {
     }
 }
 
-const PROMPT: &str = "system: Be brief.\ngeneration: |\n  Write questions like {{ seed_question }}.\nstart_tags: [\"[Q]\"]\nend_tags: [\"[/Q]\"]\n";
+const PROMPT: &str =
+    "system: Be brief.\ngeneration: |\n  Write questions like {{ seed_question }}.\nstart_tags: [\"[Q]\"]\nend_tags: [\"[/Q]\"]\n";
 const JUDGE: &str = "generation: |\n  Is {{ question }} good? Answer 0 or 1.\n";
 
 const GOOD: &str = r#"version: 1
