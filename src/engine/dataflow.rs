@@ -182,6 +182,8 @@ fn teacher<'s>(
                 }
             });
             while let Ok((time, one, answers)) = rx.try_recv() {
+                let tokens: u64 = answers.iter().map(|a| if let Answer::Complete(Ok(r)) = a { r.usage.completion_tokens } else { 0 }).sum();
+                shared.progress.add(step, 4, tokens);
                 shared.count(time, step, |c| {
                     for a in &answers {
                         if let Answer::Complete(Ok(r)) = a {

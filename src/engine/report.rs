@@ -155,25 +155,27 @@ pub struct Manifest {
 /// Process-wide live counters for progress lines (per global step).
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Per step: rows in, rows out, rows rejected, requests.
-    pub steps: Vec<[AtomicU64; 4]>,
+    /// Per step: rows in, rows out, rows rejected, requests, tokens generated.
+    pub steps: Vec<[AtomicU64; 5]>,
     /// Leaves committed by this process.
     pub leaves_done: AtomicU64,
+    /// Leaves this run generates (set once the taxonomy is read).
+    pub leaves_total: AtomicU64,
 }
 
 impl Progress {
     /// Counters for `steps` steps.
     pub fn new(steps: usize) -> Progress {
-        Progress { steps: (0..steps).map(|_| Default::default()).collect(), leaves_done: AtomicU64::new(0) }
+        Progress { steps: (0..steps).map(|_| Default::default()).collect(), leaves_done: AtomicU64::new(0), leaves_total: AtomicU64::new(0) }
     }
-    /// Add to counter `k` (0 in, 1 out, 2 rejected, 3 requests) of step `step`.
+    /// Add to counter `k` (0 in, 1 out, 2 rejected, 3 requests, 4 tokens out) of step `step`.
     pub fn add(&self, step: usize, k: usize, n: u64) {
         if let Some(s) = self.steps.get(step) {
             s[k].fetch_add(n, Ordering::Relaxed);
         }
     }
-    /// A snapshot: per step `[in, out, rejected, requests]`.
-    pub fn snapshot(&self) -> Vec<[u64; 4]> {
-        self.steps.iter().map(|s| [0, 1, 2, 3].map(|k| s[k].load(Ordering::Relaxed))).collect()
+    /// A snapshot: per step `[in, out, rejected, requests, tokens out]`.
+    pub fn snapshot(&self) -> Vec<[u64; 5]> {
+        self.steps.iter().map(|s| [0, 1, 2, 3, 4].map(|k| s[k].load(Ordering::Relaxed))).collect()
     }
 }
