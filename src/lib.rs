@@ -2,10 +2,11 @@
 //! tuning) as a dataflow engine.
 //!
 //! This crate grows by rooms (see `../shared/docs/ARCHITECTURE.md`): [`taxonomy`] reads and
-//! validates the `qna.yaml` tree, [`documents`] resolves knowledge documents, and [`store`] turns
-//! URLs into object stores; [`teacher`] talks to teacher models and [`serve`] puts any of them
-//! behind an OpenAI-compatible HTTP server. The `labflow` binary (`src/main.rs`, `src/cli/`) is
-//! a thin layer over them.
+//! validates the `qna.yaml` tree, [`documents`] resolves, reads and chunks knowledge documents,
+//! [`seeds`] turns a leaf (and its chunks) into the Arrow rows a pipeline starts from, and
+//! [`store`] turns URLs into object stores; [`teacher`] talks to teacher models and [`serve`]
+//! puts any of them behind an OpenAI-compatible HTTP server. The `labflow` binary (`src/main.rs`,
+//! `src/cli/`) is a thin layer over them.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod model;
 pub mod operators;
 pub mod pipeline;
+pub mod seeds;
 pub mod serve;
 pub mod store;
 pub mod taxonomy;
