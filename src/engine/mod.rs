@@ -18,7 +18,7 @@
 
 mod commit;
 mod dataflow;
-// pub mod generate;
+pub mod generate;
 pub mod dispatch;
 pub mod report;
 
