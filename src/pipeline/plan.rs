@@ -40,6 +40,9 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// Index of the step whose rows are the dataset.
     pub output: usize,
+    /// What the file asks for that this plan does differently or ignores (a translated
+    /// InstructLab pipeline's `model_id`, say), one line each; `explain` shows them.
+    pub notes: Vec<String>,
 }
 
 fn columns(schema: &SchemaRef) -> Vec<String> {
@@ -67,6 +70,9 @@ impl Plan {
         if let Some(d) = &self.description {
             let _ = writeln!(out, "  {}", d.trim());
         }
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
         let _ = writeln!(out, "  seeds: {}", columns(&self.steps[0].schema_in).join(", "));
         for (i, s) in self.steps.iter().enumerate() {
             let from = s.input.map(|j| self.steps[j].name.as_str()).unwrap_or("seeds");
@@ -79,7 +85,11 @@ impl Plan {
             let change: Vec<String> = added.into_iter().chain(removed).collect();
             let _ = writeln!(out, "     columns: {}", if change.is_empty() { "unchanged".to_string() } else { change.join(" ") });
             if let Some(c) = s.cost {
-                let what = if c.completions == 0 { format!("{} scoring request(s)", c.requests) } else { format!("{} request(s), {} completion(s)", c.requests, c.completions) };
+                let what = if c.completions == 0 {
+                    format!("{} scoring request(s)", c.requests)
+                } else {
+                    format!("{} request(s), {} completion(s)", c.requests, c.completions)
+                };
                 let _ = writeln!(out, "     teacher: {what} per input row");
             }
             let shape = match s.operator {
