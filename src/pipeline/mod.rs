@@ -3,13 +3,16 @@
 //! A pipeline file (`pipelines/<set>/<kind>.yaml`) names its steps; [`load`] reads it (with its
 //! prompt files) into a [`plan::Plan`] whose every step is a built, schema-checked operator, or
 //! refuses it with file:line and the key path. Nothing here runs anything (ARCHITECTURE.md).
+//! The default pipelines are compiled in ([`builtin`]).
 
-pub mod prompt;
+pub mod builtin;
 pub mod load;
 pub mod plan;
+pub mod prompt;
 pub mod registry;
 pub mod spec;
 
+pub use builtin::Builtin;
 pub use load::{load, DirSource, PipelineError, Source};
 pub use plan::{Plan, PlanStep};
 
