@@ -3,8 +3,10 @@
 //! A pipeline file (`pipelines/<set>/<kind>.yaml`) names its steps; [`load`] reads it (with its
 //! prompt files) into a [`plan::Plan`] whose every step is a built, schema-checked operator, or
 //! refuses it with file:line and the key path. [`ilab`] reads InstructLab's own pipeline files
-//! (`--pipeline ilab:DIR`) into the same plans. Nothing here runs anything (ARCHITECTURE.md).
+//! (`--pipeline ilab:DIR`) into the same plans; the default pipelines are compiled in
+//! ([`builtin`]). Nothing here runs anything (ARCHITECTURE.md).
 
+pub mod builtin;
 pub mod ilab;
 pub mod load;
 pub mod plan;
@@ -12,6 +14,7 @@ pub mod prompt;
 pub mod registry;
 pub mod spec;
 
+pub use builtin::Builtin;
 pub use load::{load, DirSource, PipelineError, Source};
 pub use plan::{Plan, PlanStep};
 
