@@ -24,6 +24,7 @@ pub mod critique;
 pub mod dedup;
 pub mod filter;
 pub mod generate;
+pub mod iterate;
 pub mod limit;
 pub mod parse;
 pub mod rules;

@@ -1,7 +1,7 @@
 //! The operator kinds a pipeline step may name (`op:`), and building one from its keys.
 
 use crate::operators::columns::{combine, drop, duplicate, flatten, majority, rename, select, template};
-use crate::operators::{critique, dedup, filter, generate, limit, rules, sample, BuildContext, OpError, Operator, Step};
+use crate::operators::{critique, dedup, filter, generate, iterate, limit, rules, sample, BuildContext, OpError, Operator, Step};
 use crate::pipeline::load::build_step;
 use serde_json::Value;
 
@@ -28,10 +28,11 @@ fn entry<T: Step>() -> (&'static str, Builder) {
 }
 
 /// Every operator kind with its builder, in the order `explain` and errors list them.
-fn table() -> [(&'static str, Builder); 15] {
+fn table() -> [(&'static str, Builder); 16] {
     [
         entry::<generate::Config>(),
         entry::<critique::Config>(),
+        entry::<iterate::Config>(),
         entry::<filter::Config>(),
         entry::<rules::Config>(),
         entry::<dedup::Config>(),

@@ -124,7 +124,7 @@ fn llm_block_renders_one_user_message_with_the_reference_defaults() {
     // system + introduction + principles + examples + generation, one per line.
     assert_eq!(user_message(&r), "Sys.\nIntro 30.\nRules.\nEx.\nLike Saltiest?");
     assert_eq!((r.sampling.temperature, r.sampling.max_tokens, r.sampling.n), (0.0, DEFAULT_MAX_TOKENS, 1));
-    assert_eq!(columns(&p), ["task_description", "seed_question", "seed_response", "num_samples", "question"]);
+    assert_eq!(columns(&p), ["task_description", "seed_question", "seed_response", "leaf_node_type", "num_samples", "question"]);
     let Operator::Teacher(t) = &p.steps[0].operator else { unreachable!() };
     let out = t.assemble(&seeds(), 0, vec![answer(&["[Q] A? [/Q]\n[Q] B? [/Q]"])]).unwrap();
     assert_eq!(text(&out.rows, "question"), ["A?", "B?"]);
@@ -363,7 +363,7 @@ fn column_blocks_map_to_column_operators() {
         &BuildContext::default(),
     );
     assert_eq!(kinds(&p), ["duplicate", "rename", "combine", "combine", "flatten", "majority"]);
-    assert_eq!(columns(&p), ["task_description", "context", "seed_question", "seed_response", "text", "which"]);
+    assert_eq!(columns(&p), ["task_description", "context", "seed_question", "seed_response", "leaf_node_type", "text", "which"]);
     let b = text_batch(&[
         ("task_description", vec!["t".into()]),
         ("seed_context", vec!["C".into()]),
@@ -414,7 +414,7 @@ fn drop_columns_and_drop_duplicates_become_steps() {
     assert_eq!(kinds(&p), ["generate", "drop", "dedup"]);
     assert_eq!(p.steps[1].name, "gen_questions.drop_columns");
     assert_eq!(p.steps[2].name, "gen_questions.drop_duplicates");
-    assert_eq!(columns(&p), ["task_description", "seed_question", "seed_response", "question"]);
+    assert_eq!(columns(&p), ["task_description", "seed_question", "seed_response", "leaf_node_type", "question"]);
     assert!(p.notes.iter().any(|n| n.contains("drop_columns __index_level_0__ are not columns here")), "{:?}", p.notes);
     // Exact, like pandas: case and spacing matter; the first row is kept.
     let b = text_batch(&[("question", vec!["A?".into(), "a?".into(), "A?".into(), "A? ".into()])]).unwrap();

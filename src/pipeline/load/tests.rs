@@ -63,7 +63,7 @@ fn errors_point_at_the_line_and_key() {
 
     let e = err("version: 1\nname: x\nleaf_kinds: [freeform_skill]\nsteps:\n  - name: a\n    op: generat\n");
     assert_eq!(e.line, 6, "{e}");
-    assert!(e.message.contains("unknown operator \"generat\"; known: generate, critique, filter"), "{e}");
+    assert!(e.message.contains("unknown operator \"generat\"; known: generate, critique, iterate"), "{e}");
     assert_eq!(e.key_path, "steps[0].op");
 
     let e = err("version: 1\nname: x\nleaf_kinds: [freeform_skill]\nsteps:\n  - name: a\n    op: generate\n    prompt: ../prompts/q.yaml\n    output: [q]\n    n: lots\n");
