@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// The model name the server reports (default: the model file's stem, or the URL).
     #[arg(long, value_name = "NAME")]
     pub served_model_name: Option<String>,
+    /// Append one JSON line per request to FILE: start and end (Unix seconds, ms precision),
+    /// endpoint, status, prompts, n, prompt and completion tokens.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -106,7 +110,7 @@ fn model_name(model: &str) -> String {
 
 pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let api_key = args.api_key.or_else(|| std::env::var("LABFLOW_API_KEY").ok().filter(|k| !k.is_empty()));
-    let options = ServeOptions { host: args.host, port: args.port, api_key };
+    let options = ServeOptions { host: args.host, port: args.port, api_key, access_log: args.access_log };
     let (client, cache) = with_cache(open_teacher(&args.model)?, args.cache.as_deref()).await?;
     let name = args.served_model_name.unwrap_or_else(|| model_name(&args.model));
     if let Some(warning) = serve::exposure_warning(&options) {
