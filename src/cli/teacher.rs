@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The model: a GGUF file, or the URL of an OpenAI-compatible server.
+    /// The model: a GGUF file, a Hugging Face safetensors folder, or the URL of an
+    /// OpenAI-compatible server.
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// Address to listen on. Anything but loopback makes the model reachable from the network.
@@ -41,7 +42,8 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
-    /// The model: a GGUF file, or the URL of an OpenAI-compatible server.
+    /// The model: a GGUF file, a Hugging Face safetensors folder, or the URL of an
+    /// OpenAI-compatible server.
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// The user message; read from standard input when absent.
@@ -68,7 +70,8 @@ pub struct ChatArgs {
 /// - `http://HOST:PORT/v1#MODEL` (or https): an upstream OpenAI-compatible server through
 ///   `teacher::http`; `#MODEL` names the model there (default `default`), and the API key, if
 ///   any, is read from `OPENAI_API_KEY`.
-/// - a GGUF file: the embedded model, in this process.
+/// - a GGUF file, or a Hugging Face safetensors folder (config.json, model.safetensors or its
+///   shards, tokenizer.json, tokenizer_config.json): the embedded model, in this process.
 pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
     let lower = model.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -82,9 +85,6 @@ pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
     let path = Path::new(model);
     if !path.exists() {
         bail!("model `{model}` not found; fetch the default model (SmolLM2-135M-Instruct GGUF) with `bash models/fetch.sh`");
-    }
-    if path.is_dir() {
-        bail!("`{model}` is a folder: Hugging Face safetensors folders are not supported yet (issue 3); pass a GGUF file");
     }
     Ok(Arc::new(labflow::teacher::EmbeddedTeacher::load(path)?))
 }

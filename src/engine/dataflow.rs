@@ -317,6 +317,8 @@ pub fn execute(
     let config = timely::Config { communication, worker: timely::WorkerConfig::default() };
     let dispatcher = Dispatcher::new(Arc::clone(&job.teacher), runtime.clone(), opts.max_in_flight);
     let per_process = opts.workers.max(1);
+    // Set by the first worker that fails, so the others stop waiting for its progress.
+    let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let guards = timely::execute(config, move |worker| -> Result<Vec<String>, String> {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = Rc::new(Shared {
@@ -380,7 +382,11 @@ pub fn execute(
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(200)));
             if shared.error.borrow().is_some() {
+                abort.store(true, std::sync::atomic::Ordering::SeqCst);
                 break;
+            }
+            if abort.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("stopped: another worker failed".to_string());
             }
         }
         if let Some(e) = shared.error.borrow_mut().take() {
@@ -391,8 +397,13 @@ pub fn execute(
     })
     .map_err(EngineError::Dataflow)?;
     let mut reports = Vec::new();
-    for result in guards.join() {
-        let lines = result.map_err(EngineError::Dataflow)?.map_err(EngineError::Dataflow)?;
+    let results: Vec<Result<Vec<String>, String>> = guards.join().into_iter().map(|r| r.and_then(|inner| inner)).collect();
+    // Report the failure itself, not a worker that stopped because of it.
+    if let Some(e) = results.iter().filter_map(|r| r.as_ref().err()).min_by_key(|e| e.starts_with("stopped:")) {
+        return Err(EngineError::Dataflow(e.clone()));
+    }
+    for result in results {
+        let lines = result.map_err(EngineError::Dataflow)?;
         for line in lines {
             let r: Report = serde_json::from_str(&line).map_err(|e| EngineError::Dataflow(format!("bad report from a worker: {e}")))?;
             reports.push(r);

@@ -18,8 +18,8 @@
 
 mod commit;
 mod dataflow;
-pub mod generate;
 pub mod dispatch;
+pub mod generate;
 pub mod report;
 
 pub use report::{FileEntry, LeafDone, Manifest, ProcessDone, Progress, Report, StepCounts, StepSummary, Summary};

@@ -166,7 +166,11 @@ pub struct Progress {
 impl Progress {
     /// Counters for `steps` steps.
     pub fn new(steps: usize) -> Progress {
-        Progress { steps: (0..steps).map(|_| Default::default()).collect(), leaves_done: AtomicU64::new(0), leaves_total: AtomicU64::new(0) }
+        Progress {
+            steps: (0..steps).map(|_| Default::default()).collect(),
+            leaves_done: AtomicU64::new(0),
+            leaves_total: AtomicU64::new(0),
+        }
     }
     /// Add to counter `k` (0 in, 1 out, 2 rejected, 3 requests, 4 tokens out) of step `step`.
     pub fn add(&self, step: usize, k: usize, n: u64) {

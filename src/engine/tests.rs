@@ -121,3 +121,26 @@ fn one_and_four_workers_commit_the_same_leaves_rows_and_rejects() {
         assert!(leaf.rows <= 5);
     }
 }
+
+#[test]
+fn an_operator_error_stops_every_worker_and_names_the_operator() {
+    const FILTER: &str = "version: 1\nname: f\nleaf_kinds: [freeform_skill]\nsteps:\n  - name: only_x\n    op: filter\n    column: task_description\n    test: eq\n    value: x\n";
+    let plan = Arc::new(crate::pipeline::load(&Files(vec![("f.yaml", FILTER)]), "f.yaml", &BuildContext::default()).unwrap());
+    // Seed rows that do not match the plan (the plan was checked against the real seed schema).
+    let leaves: Vec<LeafJob> = (0..8)
+        .map(|i| LeafJob {
+            id: format!("l{i}"),
+            hash: String::new(),
+            kind: LeafKind::FreeformSkill,
+            plan: 0,
+            seeds: text_batch(&[("seed_question", vec!["q".into()])]).unwrap(),
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let out = Location::memory(Arc::new(object_store::memory::InMemory::new()), "e");
+    let stats: Arc<dyn Fn() -> ProcessDone + Send + Sync> = Arc::new(ProcessDone::default);
+    let job = Arc::new(Job::new(vec![plan], leaves, out, "r".into(), TestTeacher::new(1, Duration::ZERO), stats));
+    let opts = RunOptions { workers: 4, ..RunOptions::default() };
+    let err = run(Arc::clone(&job), &opts, rt.handle().clone(), Arc::new(Progress::new(1))).unwrap_err().to_string();
+    assert!(err.contains("operator `only_x`: no column `task_description`"), "{err}");
+}

@@ -7,6 +7,9 @@ use minijinja::{context, Environment, Error, ErrorKind};
 
 use crate::teacher::ChatMessage;
 
+use std::path::Path;
+
+use super::hf_config::{read_file, HfTokenizerConfig};
 use super::{GgufFile, ModelError};
 
 /// A parsed chat template.
@@ -33,6 +36,29 @@ impl ChatTemplate {
         let text =
             |key: &str| f.get(key).and_then(|v| v.as_u64()).and_then(|i| tokens.get(i as usize)).map(|s| s.to_string()).unwrap_or_default();
         ChatTemplate::new(source, text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id"))
+    }
+
+    /// The template of a Hugging Face folder: `tokenizer_config.json`'s `chat_template`, or the
+    /// `chat_template.jinja` file newer transformers write beside it; BOS/EOS texts from
+    /// `tokenizer_config.json`. A missing `tokenizer_config.json` is an error naming it.
+    pub fn from_hf_folder(dir: impl AsRef<Path>) -> Result<ChatTemplate, ModelError> {
+        let dir = dir.as_ref();
+        let path = dir.join("tokenizer_config.json");
+        let tc = HfTokenizerConfig::read(&path)?;
+        let jinja = dir.join("chat_template.jinja");
+        let source = match tc.chat_template(&path)? {
+            Some(s) => s,
+            None if jinja.is_file() => {
+                String::from_utf8(read_file(&jinja)?).map_err(|e| ModelError::Template(format!("{}: not UTF-8: {e}", jinja.display())))?
+            }
+            None => {
+                return Err(ModelError::Missing {
+                    path,
+                    message: format!("no key \"chat_template\" and no {}: the model has no chat template", jinja.display()),
+                })
+            }
+        };
+        ChatTemplate::new(source, tc.bos_text().unwrap_or_default(), tc.eos_text().unwrap_or_default())
     }
 
     /// The Jinja source.

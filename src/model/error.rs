@@ -46,6 +46,23 @@ pub enum ModelError {
         /// Which key or tensor, and what was expected.
         message: String,
     },
+    /// A safetensors file is not well formed (truncated, bad header, inconsistent offsets).
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A JSON file of a model folder (config.json, tokenizer_config.json, the shard index) does
+    /// not parse, or a key has the wrong type.
+    #[error("{path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key and the line and column where it applies.
+        message: String,
+    },
     /// The tokenizer could not be built or failed on an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -1,5 +1,8 @@
-//! The Llama-family decoder (GGUF architectures `llama` and `qwen2`): configuration from GGUF
-//! metadata, weights dequantised to f32 at load, and the forward pass with a KV cache.
+//! The Llama-family decoder (architectures `llama` and `qwen2`): configuration from GGUF
+//! metadata or a Hugging Face `config.json`, weights converted to f32 at load (dequantised from a
+//! GGUF file, or widened from a safetensors folder's F32/F16/BF16), and the forward pass with a
+//! KV cache. Both sources build the same [`Model`]; they differ only in tensor names and in the
+//! rope pairing of the Q/K rows ([`RopeStyle`]: GGUF `llama` converters permute them).
 //!
 //! Block `l`: `x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown · (silu(Wgate·n) ⊙ Wup·n)` with `n = rmsnorm(x)`; after the last block a final
@@ -22,7 +25,7 @@ use crate::backend::cpu::rmsnorm::rmsnorm;
 use crate::backend::cpu::rope::rope;
 pub use crate::backend::cpu::rope::RopeStyle;
 
-use super::{GgufFile, ModelError};
+use super::{GgufFile, ModelError, SafetensorsFolder};
 
 /// Architectures this module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,8 @@ pub struct Config {
     pub rope_base: f32,
     /// Rotated dimensions per head.
     pub rope_dims: usize,
-    /// Which dimensions rotate together (follows from the architecture for GGUF files).
+    /// Which dimensions rotate together: from the architecture for GGUF files, always
+    /// [`RopeStyle::HalfSplit`] for Hugging Face checkpoints.
     pub rope_style: RopeStyle,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
@@ -219,9 +223,62 @@ impl KvCache {
 }
 
 impl Model {
-    /// Loads a GGUF model, dequantising every weight to f32.
+    /// Loads a model, every weight as f32: a folder is a Hugging Face safetensors folder
+    /// ([`Model::from_safetensors`]), anything else a GGUF file ([`Model::from_gguf`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, ModelError> {
-        Model::from_gguf(&GgufFile::open(path)?)
+        let path = path.as_ref();
+        if path.is_dir() {
+            Model::from_safetensors(&SafetensorsFolder::open(path)?)
+        } else {
+            Model::from_gguf(&GgufFile::open(path)?)
+        }
+    }
+
+    /// Builds the model from a Hugging Face folder (`config.json` and the safetensors weights,
+    /// named as transformers' `LlamaForCausalLM` / `Qwen2ForCausalLM` name them). Weights keep
+    /// Hugging Face's Q/K row layout, so rope pairs dimension `i` with `i + D/2`
+    /// ([`RopeStyle::HalfSplit`]); the logits equal those of the GGUF file the folder was made from.
+    pub fn from_safetensors(f: &SafetensorsFolder) -> Result<Model, ModelError> {
+        let c = f.config().clone().into_config(&f.config_path())?;
+        let (h, kv, q_dim) = (c.hidden, c.kv_dim(), c.n_heads * c.head_dim);
+        let tok_embd = f.tensor_f32("model.embed_tokens.weight", &[c.vocab_size, h])?;
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            // Shapes are `[out, in]`, the same row-major layout as GGUF's `dims = [in, out]`.
+            let t = |name: &str, shape: &[usize]| f.tensor_f32(&format!("model.layers.{l}.{name}"), shape);
+            let bias = match c.arch {
+                Arch::Qwen2 => {
+                    Some([t("self_attn.q_proj.bias", &[q_dim])?, t("self_attn.k_proj.bias", &[kv])?, t("self_attn.v_proj.bias", &[kv])?])
+                }
+                Arch::Llama => None,
+            };
+            blocks.push(Block {
+                attn_norm: t("input_layernorm.weight", &[h])?,
+                wq: t("self_attn.q_proj.weight", &[q_dim, h])?,
+                wk: t("self_attn.k_proj.weight", &[kv, h])?,
+                wv: t("self_attn.v_proj.weight", &[kv, h])?,
+                bias,
+                wo: t("self_attn.o_proj.weight", &[h, q_dim])?,
+                ffn_norm: t("post_attention_layernorm.weight", &[h])?,
+                w_gate: t("mlp.gate_proj.weight", &[c.ffn, h])?,
+                w_up: t("mlp.up_proj.weight", &[c.ffn, h])?,
+                w_down: t("mlp.down_proj.weight", &[h, c.ffn])?,
+            });
+        }
+        let out_norm = f.tensor_f32("model.norm.weight", &[h])?;
+        // transformers ties the head to the embedding when `tie_word_embeddings` (default false),
+        // ignoring any stored `lm_head.weight`.
+        let lm_head = match f.config().tie_word_embeddings.unwrap_or(false) {
+            true => None,
+            false if !f.has("lm_head.weight") => {
+                return Err(ModelError::Missing {
+                    path: f.dir().to_path_buf(),
+                    message: "tensor \"lm_head.weight\" is absent, and config.json does not set tie_word_embeddings: true".into(),
+                })
+            }
+            false => Some(f.tensor_f32("lm_head.weight", &[c.vocab_size, h])?),
+        };
+        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1 })
     }
 
     /// Builds the model from a parsed GGUF file.

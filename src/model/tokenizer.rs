@@ -1,4 +1,5 @@
-//! The tokenizer, rebuilt from GGUF metadata with the `tokenizers` crate: a byte-level BPE from
+//! The tokenizer, loaded from a Hugging Face folder's `tokenizer.json` ([`Tokenizer::from_hf_folder`])
+//! or rebuilt from GGUF metadata with the `tokenizers` crate ([`Tokenizer::from_gguf`]): a byte-level BPE from
 //! `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`, the pre-tokenizer llama.cpp uses for the
 //! file's `tokenizer.ggml.pre`, and the control / user-defined tokens as added tokens matched
 //! before BPE (so `<|im_start|>` in a prompt is one token, as with llama.cpp's `special=true`).
@@ -14,6 +15,9 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, PreTokenizerWrapper};
 
+use std::path::Path;
+
+use super::hf_config::{read_file, HfConfig, HfTokenizerConfig};
 use super::{GgufFile, ModelError};
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
@@ -78,6 +82,40 @@ impl Tokenizer {
         inner.add_tokens(user).map_err(|e| ModelError::Tokenizer(format!("adding user-defined tokens: {e}")))?;
         let id = |key: &str| f.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok());
         Ok(Tokenizer { inner, bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"), vocab_size: tokens.len() })
+    }
+
+    /// Loads a Hugging Face folder's `tokenizer.json` (its added tokens, special ones included,
+    /// are matched before BPE, as in transformers). BOS/EOS come from `tokenizer_config.json`'s
+    /// `bos_token`/`eos_token` when the folder has that file, else from `config.json`'s
+    /// `bos_token_id`/`eos_token_id`. A missing `tokenizer.json` is an error naming it.
+    pub fn from_hf_folder(dir: impl AsRef<Path>) -> Result<Tokenizer, ModelError> {
+        let dir = dir.as_ref();
+        let path = dir.join("tokenizer.json");
+        let bytes = read_file(&path)?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: not a tokenizers tokenizer.json: {e}", path.display())))?;
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc = if tc_path.is_file() { HfTokenizerConfig::read(&tc_path)? } else { HfTokenizerConfig::default() };
+        let cfg_path = dir.join("config.json");
+        let cfg = if cfg_path.is_file() { HfConfig::read(&cfg_path)? } else { HfConfig::default() };
+        let special = |text: Option<&str>, id: Option<u32>, what: &str| -> Result<Option<u32>, ModelError> {
+            match text {
+                Some(t) => inner
+                    .token_to_id(t)
+                    .map(Some)
+                    .ok_or_else(|| ModelError::Tokenizer(format!("{}: {what} {t:?} is not in {}", tc_path.display(), path.display()))),
+                None => Ok(id),
+            }
+        };
+        let bos = special(tc.bos_text(), cfg.bos_id(), "bos_token")?;
+        let eos = special(tc.eos_text(), cfg.eos_id(), "eos_token")?;
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(Tokenizer { inner, bos, eos, vocab_size })
+    }
+
+    /// The tokenizer as `tokenizer.json` text (the `tokenizers` serialisation transformers reads).
+    pub fn to_json(&self) -> Result<String, ModelError> {
+        self.inner.to_string(true).map_err(|e| ModelError::Tokenizer(format!("serialising: {e}")))
     }
 
     /// Token ids of `text`; special tokens written in the text become their ids; no BOS is added.

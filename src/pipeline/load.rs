@@ -8,7 +8,7 @@
 use crate::operators::{BuildContext, OpError, Operator, Step};
 use crate::pipeline::plan::{Plan, PlanStep};
 use crate::pipeline::prompt::PromptConfig;
-use crate::pipeline::spec::{PipelineFile, FORMAT_VERSIONS};
+use crate::pipeline::spec::{PipelineFile, StepSpec, FORMAT_VERSIONS};
 use crate::pipeline::{registry, seed_schema};
 use crate::taxonomy::yaml::{self, Document};
 use crate::taxonomy::LeafKind;
@@ -55,13 +55,15 @@ pub struct PipelineError {
 }
 
 /// A loaded YAML file and where it came from, for locating errors.
-struct Loaded {
-    file: String,
+pub(crate) struct Loaded {
+    /// The file, as [`Source::display`] shows it.
+    pub(crate) file: String,
     doc: Document,
 }
 
 impl Loaded {
-    fn read(source: &dyn Source, rel: &str) -> Result<(Loaded, Value), PipelineError> {
+    /// Read and parse `rel`; a duplicate key is an error.
+    pub(crate) fn read(source: &dyn Source, rel: &str) -> Result<(Loaded, Value), PipelineError> {
         let file = source.display(rel);
         let text = source.read(rel).map_err(|message| PipelineError {
             file: file.clone(),
@@ -91,13 +93,13 @@ impl Loaded {
     }
 
     /// An error at JSON pointer `pointer`.
-    fn at(&self, pointer: &str, message: impl Into<String>) -> PipelineError {
+    pub(crate) fn at(&self, pointer: &str, message: impl Into<String>) -> PipelineError {
         let (line, column) = self.doc.locate(pointer).map(|(_, n)| (n.pos.line, n.pos.column)).unwrap_or((1, 1));
         PipelineError { file: self.file.clone(), line, column, key_path: key_path(pointer), message: message.into() }
     }
 
     /// Deserialise `value` (found at `pointer`) as `T`, locating any error.
-    fn parse<T: DeserializeOwned>(&self, pointer: &str, value: Value) -> Result<T, PipelineError> {
+    pub(crate) fn parse<T: DeserializeOwned>(&self, pointer: &str, value: Value) -> Result<T, PipelineError> {
         serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
             let sub = path_pointer(e.path());
             self.at(&format!("{pointer}{sub}"), e.inner().to_string())
@@ -135,12 +137,12 @@ fn path_pointer(path: &serde_path_to_error::Path) -> String {
 }
 
 /// The folder part of `rel`, for resolving files it names.
-fn dir_of(rel: &str) -> &str {
+pub(crate) fn dir_of(rel: &str) -> &str {
     rel.rfind('/').map(|i| &rel[..i]).unwrap_or("")
 }
 
 /// `base/rel`, with `..` segments resolved; `None` if it climbs out of the source.
-fn join(base: &str, rel: &str) -> Option<String> {
+pub(crate) fn join(base: &str, rel: &str) -> Option<String> {
     let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
     for seg in rel.split('/') {
         match seg {
@@ -155,7 +157,7 @@ fn join(base: &str, rel: &str) -> Option<String> {
 }
 
 /// Load the prompt file `name` (relative to `dir`) as a JSON value that `PromptConfig` accepts.
-fn load_prompt(source: &dyn Source, dir: &str, name: &str, owner: &Loaded, pointer: &str) -> Result<Value, PipelineError> {
+pub(crate) fn load_prompt(source: &dyn Source, dir: &str, name: &str, owner: &Loaded, pointer: &str) -> Result<Value, PipelineError> {
     let rel = join(dir, name).ok_or_else(|| owner.at(pointer, format!("prompt file {name:?} is outside the pipeline folder")))?;
     let (loaded, value) = Loaded::read(source, &rel).map_err(|mut e| {
         if e.message.starts_with("cannot read") {
@@ -232,17 +234,71 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
             loaded.at(&format!("/leaf_kinds/{i}"), format!("unknown leaf kind {k:?}; use knowledge, freeform_skill or grounded_skill"))
         })?);
     }
-    let Some(&first_kind) = kinds.first() else {
+    if kinds.is_empty() {
         return Err(loaded.at("/leaf_kinds", "`leaf_kinds` is empty; name the leaves this pipeline is for"));
-    };
+    }
     if file.steps.is_empty() {
         return Err(loaded.at("/steps", "`steps` is empty; a pipeline needs at least one step"));
     }
     let ctx = BuildContext { sampling: file.sampling.over(&ctx.sampling), ..ctx.clone() };
-    let mut steps: Vec<PlanStep> = Vec::new();
+    let mut builder = PlanBuilder::new(loaded, kinds, ctx);
     for (i, spec) in file.steps.iter().enumerate() {
         let at = format!("/steps/{i}");
-        if steps.iter().any(|s| s.name == spec.name) || spec.name == "seeds" {
+        builder.push(spec, &at, &|pointer| format!("{at}{pointer}"))?;
+    }
+    let output = match &file.output {
+        None => None,
+        Some(name) => Some(builder.position(name).ok_or_else(|| loaded.at("/output", format!("no step named {name:?}")))?),
+    };
+    builder.finish(file.name, file.description, output)
+}
+
+/// A plan built one step at a time, each step checked against the schema of the step it reads
+/// as soon as it is pushed. Labflow's own files and translated InstructLab ones (`ilab.rs`) go
+/// through it, so both get the same checks; a translator can read [`PlanBuilder::schema`] to
+/// decide its next step (the reference drops only the `drop_columns` that exist).
+pub(crate) struct PlanBuilder<'a> {
+    loaded: &'a Loaded,
+    ctx: BuildContext,
+    kinds: Vec<LeafKind>,
+    steps: Vec<PlanStep>,
+    /// Where each step came from (a JSON pointer into the file), for errors found at `finish`.
+    origins: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl<'a> PlanBuilder<'a> {
+    /// An empty plan for `kinds` (at least one), built with `ctx`.
+    pub(crate) fn new(loaded: &'a Loaded, kinds: Vec<LeafKind>, ctx: BuildContext) -> PlanBuilder<'a> {
+        PlanBuilder { loaded, ctx, kinds, steps: Vec::new(), origins: Vec::new(), notes: Vec::new() }
+    }
+
+    /// The columns the next step sees when it reads the last one (the seed rows before any).
+    pub(crate) fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.steps.last().map(|s| s.schema_out.clone()).unwrap_or_else(|| seed_schema(self.kinds[0]))
+    }
+
+    /// Whether a step is called `name` (or `name` is the reserved `seeds`).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        name == "seeds" || self.position(name).is_some()
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// A line for `explain`: something the file says that the plan does differently or ignores.
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Build `spec` and append it. `at` points at the step in the file (its `name`, `op` and
+    /// `input` are looked for under it); `config_at` turns a pointer inside the operator's keys
+    /// (`/parse/regex`) into a pointer in the file.
+    pub(crate) fn push(&mut self, spec: &StepSpec, at: &str, config_at: &dyn Fn(&str) -> String) -> Result<(), PipelineError> {
+        let loaded = self.loaded;
+        let i = self.steps.len();
+        if self.has(&spec.name) {
             return Err(loaded.at(
                 &format!("{at}/name"),
                 format!("step name {:?} is used twice (or is the reserved `seeds`); step names are unique", spec.name),
@@ -252,62 +308,69 @@ fn compile(loaded: &Loaded, file: PipelineFile, ctx: &BuildContext) -> Result<Pl
             None if i == 0 => None,
             None => Some(i - 1),
             Some("seeds") => None,
-            Some(name) => Some(steps.iter().position(|s| s.name == name).ok_or_else(|| {
+            Some(name) => Some(self.position(name).ok_or_else(|| {
                 loaded
                     .at(&format!("{at}/input"), format!("no earlier step named {name:?}; `input` names a step above this one, or `seeds`"))
             })?),
         };
-        let operator = registry::build(&spec.op, &spec.name, Value::Object(spec.config.clone()), &ctx).map_err(|e| match e {
+        let operator = registry::build(&spec.op, &spec.name, Value::Object(spec.config.clone()), &self.ctx).map_err(|e| match e {
             registry::StepError::UnknownKind(known) => {
                 loaded.at(&format!("{at}/op"), format!("unknown operator {:?}; known: {}", spec.op, known.join(", ")))
             }
-            registry::StepError::Config { pointer, message } => loaded.at(&format!("{at}{pointer}"), message),
-            registry::StepError::Build(e) => loaded.at(&at, e.to_string()),
+            registry::StepError::Config { pointer, message } => loaded.at(&config_at(&pointer), message),
+            registry::StepError::Build(e) => loaded.at(at, e.to_string()),
         })?;
+        let first_kind = self.kinds[0];
         let schema_in = match input {
             None => seed_schema(first_kind),
-            Some(j) => steps[j].schema_out.clone(),
+            Some(j) => self.steps[j].schema_out.clone(),
         };
         let schema_out = operator.schema_out(&schema_in).map_err(|e| {
             let from =
-                input.map(|j| format!("step `{}`", steps[j].name)).unwrap_or_else(|| format!("the {} seed rows", first_kind.label()));
-            loaded.at(&at, format!("{e} (input: {from})"))
+                input.map(|j| format!("step `{}`", self.steps[j].name)).unwrap_or_else(|| format!("the {} seed rows", first_kind.label()));
+            loaded.at(at, format!("{e} (input: {from})"))
         })?;
         let cost = match &operator {
             Operator::Teacher(t) => Some(t.cost()),
             _ => None,
         };
-        steps.push(PlanStep { name: spec.name.clone(), kind: spec.op.clone(), input, operator, schema_in, schema_out, cost });
+        self.steps.push(PlanStep { name: spec.name.clone(), kind: spec.op.clone(), input, operator, schema_in, schema_out, cost });
+        self.origins.push(at.to_string());
+        Ok(())
     }
-    let output = match &file.output {
-        None => steps.len() - 1,
-        Some(name) => steps.iter().position(|s| &s.name == name).ok_or_else(|| loaded.at("/output", format!("no step named {name:?}")))?,
-    };
-    for (i, s) in steps.iter().enumerate() {
-        let consumed = steps.iter().any(|t| t.input == Some(i));
-        if !consumed && i != output {
-            return Err(loaded.at(
-                &format!("/steps/{i}"),
-                format!("the rows of step `{}` go nowhere: no step reads them and it is not the `output`", s.name),
-            ));
-        }
-    }
-    // Every other kind this pipeline claims must fit too.
-    for kind in &kinds[1..] {
-        let mut outs: Vec<arrow::datatypes::SchemaRef> = Vec::new();
+
+    /// The plan, its output the step at `output` (default: the last). Every step must feed
+    /// another or be the output, and every leaf kind but the first must fit too.
+    pub(crate) fn finish(self, name: String, description: Option<String>, output: Option<usize>) -> Result<Plan, PipelineError> {
+        let loaded = self.loaded;
+        let steps = self.steps;
+        let Some(last) = steps.len().checked_sub(1) else {
+            return Err(loaded.at("", "the pipeline has no steps"));
+        };
+        let output = output.unwrap_or(last);
         for (i, s) in steps.iter().enumerate() {
-            let input = match s.input {
-                None => seed_schema(*kind),
-                Some(j) => outs[j].clone(),
-            };
-            outs.push(
-                s.operator
-                    .schema_out(&input)
-                    .map_err(|e| loaded.at(&format!("/steps/{i}"), format!("{e} (for {} leaves)", kind.label())))?,
-            );
+            let consumed = steps.iter().any(|t| t.input == Some(i));
+            if !consumed && i != output {
+                return Err(loaded.at(
+                    &self.origins[i],
+                    format!("the rows of step `{}` go nowhere: no step reads them and it is not the `output`", s.name),
+                ));
+            }
         }
+        for kind in &self.kinds[1..] {
+            let mut outs: Vec<arrow::datatypes::SchemaRef> = Vec::new();
+            for (i, s) in steps.iter().enumerate() {
+                let input = match s.input {
+                    None => seed_schema(*kind),
+                    Some(j) => outs[j].clone(),
+                };
+                outs.push(
+                    s.operator.schema_out(&input).map_err(|e| loaded.at(&self.origins[i], format!("{e} (for {} leaves)", kind.label())))?,
+                );
+            }
+        }
+        Ok(Plan { name, file: loaded.file.clone(), description, leaf_kinds: self.kinds, steps, output, notes: self.notes })
     }
-    Ok(Plan { name: file.name, file: loaded.file.clone(), description: file.description, leaf_kinds: kinds, steps, output })
 }
 
 /// Deserialise and build one step of kind `T`.

@@ -2,8 +2,10 @@
 //!
 //! A pipeline file (`pipelines/<set>/<kind>.yaml`) names its steps; [`load`] reads it (with its
 //! prompt files) into a [`plan::Plan`] whose every step is a built, schema-checked operator, or
-//! refuses it with file:line and the key path. Nothing here runs anything (ARCHITECTURE.md).
+//! refuses it with file:line and the key path. [`ilab`] reads InstructLab's own pipeline files
+//! (`--pipeline ilab:DIR`) into the same plans. Nothing here runs anything (ARCHITECTURE.md).
 
+pub mod ilab;
 pub mod load;
 pub mod plan;
 pub mod prompt;

@@ -40,6 +40,9 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// Index of the step whose rows are the dataset.
     pub output: usize,
+    /// What the file asks for that this plan does differently or ignores (a translated
+    /// InstructLab pipeline's `model_id`, say), one line each; `explain` shows them.
+    pub notes: Vec<String>,
 }
 
 fn columns(schema: &SchemaRef) -> Vec<String> {
@@ -66,6 +69,9 @@ impl Plan {
         let _ = writeln!(out, "pipeline {} ({}) for {} leaves", self.name, self.file, kinds.join(", "));
         if let Some(d) = &self.description {
             let _ = writeln!(out, "  {}", d.trim());
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
         }
         let _ = writeln!(out, "  seeds: {}", columns(&self.steps[0].schema_in).join(", "));
         for (i, s) in self.steps.iter().enumerate() {

@@ -1,7 +1,8 @@
-//! The embedded teacher: a GGUF model running inside the labflow process, no server.
+//! The embedded teacher: a GGUF model or a Hugging Face safetensors folder running inside the
+//! labflow process, no server.
 //!
-//! It renders chat prompts with the model's own template, tokenizes with the tokenizer rebuilt
-//! from the GGUF, and decodes with [`crate::model::Model`] and [`crate::model::sample::Sampler`].
+//! It renders chat prompts with the model's own template, tokenizes with the model's tokenizer
+//! (rebuilt from the GGUF metadata, or the folder's `tokenizer.json`), and decodes with [`crate::model::Model`] and [`crate::model::sample::Sampler`].
 //! Each choice of a request is one sequence on its own KV cache cloned from one shared prefill of
 //! the prompt; choice `i` of a seeded request uses seed `seed + i`, the same convention the
 //! response cache uses when it splits a request, so cached and uncached runs agree.
@@ -16,7 +17,7 @@
 //! request gives the same text alone or among others.
 
 use crate::model::sample::{log_softmax, top_k, Sampler};
-use crate::model::{ChatTemplate, GgufFile, KvCache, Model, Precision, Tokenizer};
+use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
@@ -72,7 +73,7 @@ struct Inner {
     jobs: mpsc::Sender<SeqJob>,
 }
 
-/// A GGUF model as a [`Client`]. Cheap to clone.
+/// A GGUF model or a Hugging Face folder as a [`Client`]. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedTeacher {
     inner: Arc<Inner>,
@@ -191,34 +192,99 @@ fn decode_loop(core: Arc<Core>, jobs: mpsc::Receiver<SeqJob>, max_batch: usize) 
     }
 }
 
+/// What a model source yields: the pieces the teacher is built from.
+struct Loaded {
+    model: Model,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    identity: String,
+}
+
+/// A GGUF file; its identity is `embedded:{file name}@{blake3 of the file}`.
+fn load_gguf(path: &Path) -> Result<Loaded, TeacherError> {
+    let bytes = std::fs::read(path).map_err(|e| backend(path, e))?;
+    let digest = blake3::hash(&bytes).to_hex();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let identity = format!("embedded:{name}@{}", &digest[..16]);
+    let file = GgufFile::parse(path, bytes).map_err(|e| backend(path, e))?;
+    let model = Model::from_gguf(&file).map_err(|e| backend(path, e))?;
+    let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| backend(path, e))?;
+    let template = ChatTemplate::from_gguf(&file).map_err(|e| backend(path, e))?;
+    Ok(Loaded { model, tokenizer, template, identity })
+}
+
+/// The files of a Hugging Face folder besides the weights that go into its identity.
+const HF_TOKENIZER_FILES: [&str; 2] = ["tokenizer.json", "tokenizer_config.json"];
+
+/// A Hugging Face safetensors folder; its identity is `embedded-hf:{folder name}@{blake3 of
+/// config.json, the weight files and the tokenizer files}`, so it never equals a GGUF file's,
+/// even when the weights are the same.
+fn load_folder(dir: &Path) -> Result<Loaded, TeacherError> {
+    let err = |e: ModelError| backend(dir, e);
+    // The small files first, so a folder missing one fails before the weights are read.
+    let mut small = Vec::new();
+    for name in HF_TOKENIZER_FILES {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => small.push((name, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(err(ModelError::NotFound { path, hint: Some(crate::model::hf_config::FOLDER_HINT.into()) }))
+            }
+            Err(source) => return Err(err(ModelError::Io { path, source })),
+        }
+    }
+    if let Ok(bytes) = std::fs::read(dir.join("chat_template.jinja")) {
+        small.push(("chat_template.jinja", bytes));
+    }
+    let tokenizer = Tokenizer::from_hf_folder(dir).map_err(err)?;
+    let template = ChatTemplate::from_hf_folder(dir).map_err(err)?;
+    let folder = SafetensorsFolder::open(dir).map_err(err)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut add = |name: &str, bytes: &[u8]| {
+        hasher.update(name.as_bytes());
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for (path, bytes) in folder.files() {
+        add(&path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), bytes);
+    }
+    for (name, bytes) in &small {
+        add(name, bytes);
+    }
+    let model = Model::from_safetensors(&folder).map_err(err)?;
+    let name = dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    let identity = format!("embedded-hf:{name}@{}", &hasher.finalize().to_hex()[..16]);
+    Ok(Loaded { model, tokenizer, template, identity })
+}
+
 impl EmbeddedTeacher {
-    /// Load a GGUF model with the default [`TeacherOptions`]. A missing file names the fetch command.
+    /// Load a model with the default [`TeacherOptions`]: a GGUF file, or a Hugging Face folder
+    /// (config.json, safetensors weights, tokenizer.json, tokenizer_config.json). A missing
+    /// file names the fetch command; a missing file inside a folder is named.
     pub fn load(path: impl AsRef<Path>) -> Result<EmbeddedTeacher, TeacherError> {
         EmbeddedTeacher::load_with(path, TeacherOptions::default())
     }
 
-    /// Load a GGUF model (weights dequantised to f32, plus Q8_0 copies for [`Precision::Q8`]) and
-    /// start its decode thread.
+    /// Load a GGUF file or a Hugging Face safetensors folder (weights as f32, plus Q8_0 copies
+    /// for [`Precision::Q8`]) and start its decode thread.
     pub fn load_with(path: impl AsRef<Path>, options: TeacherOptions) -> Result<EmbeddedTeacher, TeacherError> {
         let path = path.as_ref();
-        if !path.is_file() {
+        let Loaded { mut model, tokenizer, template, identity } = if path.is_dir() {
+            load_folder(path)?
+        } else if path.is_file() {
+            load_gguf(path)?
+        } else {
             return Err(backend(
                 path,
-                format!("model file not found; fetch the default model with `{FETCH_HINT}` or pass the path of a GGUF file"),
+                format!(
+                    "model file not found; fetch the default model with `{FETCH_HINT}` or pass the path of a GGUF file or of a Hugging Face safetensors folder"
+                ),
             ));
-        }
-        let bytes = std::fs::read(path).map_err(|e| backend(path, e))?;
-        let digest = blake3::hash(&bytes).to_hex();
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let identity = format!("embedded:{name}@{}", &digest[..16]);
-        let file = GgufFile::parse(path, bytes).map_err(|e| backend(path, e))?;
-        let mut model = Model::from_gguf(&file).map_err(|e| backend(path, e))?;
+        };
         if options.precision == Precision::Q8 {
             model.quantize_q8();
         }
         model.set_threads(options.threads);
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| backend(path, e))?;
-        let template = ChatTemplate::from_gguf(&file).map_err(|e| backend(path, e))?;
         let mut stop_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
         for special in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
             if let Ok(ids) = tokenizer.encode(special) {
