@@ -1,5 +1,6 @@
 //! [`Location`]: where a tree of objects lives.
 
+use super::cloud;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -15,7 +16,9 @@ pub enum StoreError {
     #[error("`{0}` is not a readable folder")]
     NotAFolder(String),
     /// A URL scheme labflow cannot open.
-    #[error("unsupported URL scheme in `{0}`: use a local path, file://, s3:// or memory://")]
+    #[error(
+        "unsupported URL scheme in `{0}`: use a local path, file://, s3://, gs://, az:// (or azure://, abfs://, abfss://) or memory://"
+    )]
     Scheme(String),
     /// A malformed URL.
     #[error("`{url}` is not a valid URL: {reason}")]
@@ -26,13 +29,33 @@ pub enum StoreError {
         reason: String,
     },
     /// The object store client refused the configuration.
-    #[error("cannot open `{url}`: {source}; for s3:// set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for an S3-compatible server, AWS_ENDPOINT_URL")]
+    #[error("cannot open `{url}`: {error}; {hint}")]
     Open {
         /// The URL as given.
         url: String,
-        /// The client's error.
-        source: object_store::Error,
+        /// The client's error. Not a `#[source]`: its text is already in the message, and a
+        /// printed source chain would bury the hint under repeats of it.
+        error: object_store::Error,
+        /// What to set or check, naming the environment variables for a cloud store.
+        hint: &'static str,
     },
+    /// A cloud store URL with no credential configured in the environment (labflow refuses
+    /// rather than wait on a cloud metadata server that is not there).
+    #[error("cannot open `{url}`: no credentials in the environment; {hint}")]
+    NoCredentials {
+        /// The URL as given.
+        url: String,
+        /// The environment variables to set.
+        hint: &'static str,
+    },
+}
+
+/// What to set for `s3://`, in every error about one.
+const S3_HINT: &str =
+    "for s3:// set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for an S3-compatible server, AWS_ENDPOINT_URL";
+
+fn parse_url(spec: &str) -> Result<url::Url, StoreError> {
+    url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })
 }
 
 /// A store and the prefix under which a tree lives.
@@ -49,32 +72,37 @@ pub struct Location {
 }
 
 impl Location {
-    /// Open a local path or a URL (`file://`, `s3://bucket/prefix`, `memory://`).
+    /// Open a local path or a URL: `file://`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix` (also `azure://`, `abfs://`, `abfss://`, as `object_store` parses
+    /// them, including `abfss://container@account.dfs.core.windows.net/prefix`), `memory://`.
     pub fn open(spec: &str) -> Result<Location, StoreError> {
         let scheme = spec.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             None => Self::local(spec, PathBuf::from(spec)),
             Some("file") => {
-                let url = url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })?;
+                let url = parse_url(spec)?;
                 let path =
                     url.to_file_path().map_err(|_| StoreError::BadUrl { url: spec.into(), reason: "not an absolute file path".into() })?;
                 Self::local(spec, path)
             }
             Some("s3") => {
-                let url = url::Url::parse(spec).map_err(|e| StoreError::BadUrl { url: spec.into(), reason: e.to_string() })?;
+                let url = parse_url(spec)?;
                 let mut builder = AmazonS3Builder::from_env().with_url(spec);
                 if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                     builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
                 } else if let Ok(endpoint) = std::env::var("AWS_ENDPOINT") {
                     builder = builder.with_allow_http(endpoint.starts_with("http://"));
                 }
-                let store = builder.build().map_err(|source| StoreError::Open { url: spec.into(), source })?;
-                Ok(Location {
-                    store: Arc::new(store),
-                    prefix: ObjectPath::from(url.path().trim_matches('/')),
-                    display: spec.into(),
-                    local_root: None,
-                })
+                let store = builder.build().map_err(|error| StoreError::Open { url: spec.into(), error, hint: S3_HINT })?;
+                Ok(Self::remote(spec, Arc::new(store), &url))
+            }
+            Some("gs") => {
+                let url = parse_url(spec)?;
+                Ok(Self::remote(spec, cloud::gcs(spec)?, &url))
+            }
+            Some(s) if cloud::AZURE_SCHEMES.contains(&s) => {
+                let url = parse_url(spec)?;
+                Ok(Self::remote(spec, cloud::azure(spec)?, &url))
             }
             Some("memory") => Ok(Self::memory(Arc::new(InMemory::new()), "")),
             Some(_) => Err(StoreError::Scheme(spec.into())),
@@ -96,6 +124,11 @@ impl Location {
         Self::open(spec)
     }
 
+    /// A location on a remote store: the tree lives under the URL's path.
+    fn remote(spec: &str, store: Arc<dyn ObjectStore>, url: &url::Url) -> Location {
+        Location { store, prefix: ObjectPath::from(url.path().trim_matches('/')), display: spec.into(), local_root: None }
+    }
+
     /// A location over an existing store (tests use this with [`InMemory`]).
     pub fn memory(store: Arc<dyn ObjectStore>, prefix: &str) -> Location {
         Location { store, prefix: ObjectPath::from(prefix), display: format!("memory:///{prefix}"), local_root: None }
@@ -106,7 +139,11 @@ impl Location {
         if !root.is_dir() {
             return Err(StoreError::NotAFolder(spec.into()));
         }
-        let store = LocalFileSystem::new_with_prefix(&root).map_err(|source| StoreError::Open { url: spec.into(), source })?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|error| StoreError::Open {
+            url: spec.into(),
+            error,
+            hint: "check that the folder is readable",
+        })?;
         Ok(Location { store: Arc::new(store), prefix: ObjectPath::default(), display: spec.into(), local_root: Some(root) })
     }
 
