@@ -184,7 +184,9 @@ fn teacher<'s>(
             while let Ok((time, one, answers)) = rx.try_recv() {
                 let tokens: u64 = answers.iter().map(|a| if let Answer::Complete(Ok(r)) = a { r.usage.completion_tokens } else { 0 }).sum();
                 shared.progress.add(step, 4, tokens);
+                let unparsed = t.unparsed(&answers);
                 shared.count(time, step, |c| {
+                    c.unparsed += unparsed;
                     for a in &answers {
                         if let Answer::Complete(Ok(r)) = a {
                             c.completions += r.choices.len() as u64;

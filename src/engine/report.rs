@@ -22,6 +22,8 @@ pub struct StepCounts {
     pub completions: u64,
     /// Completions cut by `max_tokens`.
     pub truncated: u64,
+    /// Completions that did not parse (no tags, no match, no JSON).
+    pub unparsed: u64,
     /// Prompt tokens the teacher processed for it (cache hits cost none).
     pub tokens_in: u64,
     /// Tokens the teacher generated for it.
@@ -37,6 +39,7 @@ impl StepCounts {
         self.requests += o.requests;
         self.completions += o.completions;
         self.truncated += o.truncated;
+        self.unparsed += o.unparsed;
         self.tokens_in += o.tokens_in;
         self.tokens_out += o.tokens_out;
     }

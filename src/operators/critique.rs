@@ -229,6 +229,19 @@ impl TeacherStep for Critique {
     fn cost(&self) -> CallCost {
         CallCost { requests: 1, completions: if self.parse.is_some() { 1 } else { 0 } }
     }
+
+    fn unparsed(&self, answers: &[Answer]) -> u64 {
+        let Some(spec) = &self.parse else { return 0 };
+        let columns = self.parse_columns();
+        answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Complete(Ok(r)) => r.choices.first(),
+                _ => None,
+            })
+            .filter(|c| spec.parse(&c.text, &columns).is_empty())
+            .count() as u64
+    }
 }
 
 #[cfg(test)]

@@ -355,6 +355,14 @@ impl TeacherStep for Generate {
     fn cost(&self) -> CallCost {
         CallCost { requests: 1, completions: u64::from(self.n) }
     }
+
+    fn unparsed(&self, answers: &[Answer]) -> u64 {
+        let choices = answers.iter().flat_map(|a| match a {
+            Answer::Complete(Ok(r)) => r.choices.as_slice(),
+            _ => &[],
+        });
+        choices.filter(|c| self.parse.parse(&c.text, &self.output).is_empty()).count() as u64
+    }
 }
 
 #[cfg(test)]

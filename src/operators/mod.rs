@@ -168,6 +168,11 @@ pub trait TeacherStep: Send + Sync {
     fn assemble(&self, batch: &RecordBatch, row: usize, answers: Vec<Answer>) -> Result<Output, OpError>;
     /// What the calls of one row cost.
     fn cost(&self) -> CallCost;
+    /// How many completions in `answers` could not be parsed (counted in the run summary, so a
+    /// teacher that ignores the format shows at once). Default: none.
+    fn unparsed(&self, _answers: &[Answer]) -> u64 {
+        0
+    }
 }
 
 /// A built operator, ready for the engine.

@@ -3,7 +3,7 @@
 //!
 //! A completion fills every `[Start of X]` … `[End of X]` pair the prompt mentions, in order of
 //! first mention, `items` times, with words derived from a hash of (prompt, seed, choice, X); a
-//! part whose name contains "score" gets a digit 0–2. Scores of continuations are hash-derived
+//! part whose name contains "score" gets a digit 0–2, after a numbered list of `items` lines. Scores of continuations are hash-derived
 //! log-probabilities. An optional delay makes replies take time (for streaming tests).
 
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, Usage};
@@ -77,10 +77,11 @@ impl TestTeacher {
         let prompt = flatten(&request.prompt);
         let seed = request.sampling.seed.unwrap_or(0).wrapping_add(u64::from(i)).to_string();
         let names = parts(&prompt);
-        if names.is_empty() {
-            return words(hash(&[&prompt, &seed]), 6);
-        }
         let mut out = String::new();
+        // A numbered list first, for pipelines that parse one item per numbered line.
+        for item in 0..self.items.max(1) {
+            out.push_str(&format!("{}. {}\n", item + 1, words(hash(&[&prompt, &seed, &item.to_string()]), 6)));
+        }
         for item in 0..self.items.max(1) {
             for name in &names {
                 let h = hash(&[&prompt, &seed, name, &item.to_string()]);

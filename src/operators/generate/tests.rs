@@ -147,3 +147,10 @@ fn conditional_prompts_pick_by_column_and_reject_unknown_values() {
     let no_kind = text_batch(&[("seed_question", vec!["Q".into()])]).unwrap();
     assert!(matches!(g.schema_out(no_kind.schema_ref()), Err(OpError::Schema { .. })));
 }
+
+#[test]
+fn unparsed_completions_are_counted() {
+    let g = step(3);
+    assert_eq!(g.unparsed(&[answer(&["[Q] a [/Q]", "nothing", "[Q] unterminated"])]), 2);
+    assert_eq!(g.unparsed(&[Answer::Complete(Err(TeacherError::Unsupported("x".into())))]), 0);
+}
