@@ -6,7 +6,9 @@
 Prints one JSON object: `busy_fraction` = length of the union of the [start, end] intervals of
 the teacher requests (`/v1/completions`, `/v1/chat/completions`) inside the window, clipped to
 it, divided by the window's length; `requests`, `sequences` (prompts × n summed), token totals,
-and `max_in_flight` (most requests open at one instant).
+`max_in_flight` (most requests open at one instant) and `mean_sequences_open`: the sequences
+(prompts × n) of the open requests, averaged over the window — an upper bound on the batch the
+teacher could decode, since a batched request holds all its sequences until its last one ends.
 """
 
 import json
@@ -51,6 +53,7 @@ def busy(path, start, end):
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "errors": sum(1 for r in rows if r["status"] != 200),
         "max_in_flight": max_overlap(clipped),
+        "mean_sequences_open": round(sum((b - a) * r["prompts"] * r["n"] for (a, b), r in zip(clipped, rows)) / window, 2) if window > 0 else None,
     }
 
 

@@ -3,7 +3,11 @@
 # in one run. (a) instructlab-sdg 0.8.3's `full` pipeline (benches/sdg_reference.py) against
 # (b) `labflow generate --pipeline ilab:DIR` over the same copy of those files.
 #
-#   bash benches/run_sdg.sh [REPEAT] [LEAF...]     # REPEAT default 3; LEAF default the synonyms skill
+#   bash benches/run_sdg.sh [REPEAT] [CASE...]     # REPEAT default 3
+#
+# A CASE is one leaf id or several joined by commas, run in one invocation of each tool (the
+# reference one leaf after another, as its generate_taxonomy does; labflow all at once).
+# Default: the synonyms skill.
 #
 # One `labflow serve` (release build, the embedded SmolLM2 model, no response cache, access log
 # on) is started once and shared by both sides; the runs alternate reference, labflow, reference,
@@ -18,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-3}
 shift || true
-LEAVES=("$@")
-[ ${#LEAVES[@]} -gt 0 ] || LEAVES=(compositional_skills/linguistics/synonyms)
+CASES=("$@")
+[ ${#CASES[@]} -gt 0 ] || CASES=(compositional_skills/linguistics/synonyms)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-release}
 LABFLOW=${LABFLOW:-$CARGO_TARGET_DIR/release/labflow}
 VENV=${VENV:-/work/venv-sdg}
@@ -78,23 +82,28 @@ PY
 }
 
 echo "load before: $(uptime)" >&2
-for leaf in "${LEAVES[@]}"; do
+case_no=0
+for leaf in "${CASES[@]}"; do
+  leaf_args=()
+  IFS=, read -ra ids <<<"$leaf"
+  for id in "${ids[@]}"; do leaf_args+=(--leaf "$id"); done
+  case_no=$((case_no + 1))
   for rep in $(seq 1 "$REPEAT"); do
     if [ "$ONLY" != labflow ]; then
       t0=$(now)
       tool=$("$PY_SDG" benches/sdg_reference.py run --pipeline-dir "$CAPPED/pipelines/full" --taxonomy "$TAXONOMY" \
-        --leaf "$leaf" --base-url "http://127.0.0.1:$PORT/v1" --model "$MODEL" \
-        --output "$OUT/reference-$stamp-$rep.jsonl" 2>"$OUT/reference-$stamp-$rep.log" | tail -n 1)
+        "${leaf_args[@]}" --base-url "http://127.0.0.1:$PORT/v1" --model "$MODEL" \
+        --output "$OUT/reference-$stamp-$case_no-$rep" 2>"$OUT/reference-$stamp-$case_no-$rep.log" | tail -n 1)
       t1=$(now)
       record reference "$leaf" "$rep" "$t0" "$t1" "$tool"
     fi
     if [ "$ONLY" != reference ]; then
-      run_dir="$OUT/labflow-$stamp-$rep"
+      run_dir="$OUT/labflow-$stamp-$case_no-$rep"
       rm -rf "$run_dir"
       t0=$(now)
       tool=$("$LABFLOW" generate --pipeline "ilab:$CAPPED/pipelines/full" --teacher "http://127.0.0.1:$PORT/v1#$MODEL" \
-        --taxonomy "$TAXONOMY" --leaf "$leaf" --output "$run_dir" --json --max-in-flight "$MAX_IN_FLIGHT" \
-        2>"$OUT/labflow-$stamp-$rep.log")
+        --taxonomy "$TAXONOMY" "${leaf_args[@]}" --output "$run_dir" --json --max-in-flight "$MAX_IN_FLIGHT" \
+        2>"$OUT/labflow-$stamp-$case_no-$rep.log")
       t1=$(now)
       record labflow "$leaf" "$rep" "$t0" "$t1" "$tool"
     fi
@@ -109,7 +118,7 @@ med = lambda xs: statistics.median(xs) if xs else float("nan")
 def rows_out(r):
     return r["tool"].get("rows")
 print(f"results: {sys.argv[1]}")
-print("| leaf | side | runs | wall s (median) | teacher requests | sequences | completion tokens | teacher busy | max in flight | rows out |")
+print("| leaves | side | runs | wall s: median (each) | teacher requests | sequences | completion tokens | teacher busy | mean sequences open | rows out |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for leaf in dict.fromkeys(r["leaf"] for r in rows):
     walls = {}
@@ -122,7 +131,7 @@ for leaf in dict.fromkeys(r["leaf"] for r in rows):
         each = ", ".join("%.1f" % r["wall_seconds"] for r in rs)
         print(f"| {leaf} | {side} | {len(rs)} | {walls[side]:.1f} ({each}) | "
               f"{s('requests'):.0f} | {s('sequences'):.0f} | {s('completion_tokens'):.0f} | {100 * s('busy_fraction'):.0f}% | "
-              f"{s('max_in_flight'):.0f} | {[rows_out(r) for r in rs]} |")
+              f"{s('mean_sequences_open'):.1f} | {[rows_out(r) for r in rs]} |")
     if len(walls) == 2:
         print(f"| {leaf} | **ratio** (reference / labflow wall) | | **{walls['reference'] / walls['labflow']:.2f}×** | | | | | | |")
 PY

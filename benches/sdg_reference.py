@@ -116,11 +116,12 @@ def cmd_run(args):
     t0 = time.time()
     # The reference's own seed rows: read_taxonomy_leaf_nodes (schema + yamllint checks) and
     # leaf_node_to_samples (task_description, seed_question, seed_response, leaf_node_type).
-    qna = os.path.join(args.taxonomy, args.leaf, "qna.yaml")
-    leaves = read_taxonomy_leaf_nodes(qna, None, None)
-    (leaf,) = leaves.values()
-    seeds = leaf_node_to_samples(leaf, None, None, None, None)
-    kind = seeds[0]["leaf_node_type"]
+    seed_sets = []
+    for leaf_id in args.leaf:
+        qna = os.path.join(args.taxonomy, leaf_id, "qna.yaml")
+        (leaf,) = read_taxonomy_leaf_nodes(qna, None, None).values()
+        seeds = leaf_node_to_samples(leaf, None, None, None, None)
+        seed_sets.append((leaf_id, seeds, seeds[0]["leaf_node_type"]))
     t1 = time.time()
 
     calls = Calls()
@@ -138,22 +139,27 @@ def cmd_run(args):
         num_instructions_to_generate=args.num_instructions,
         **ctx_kwargs,
     )
-    file = {"knowledge": "knowledge.yaml", "grounded_skill": "grounded_skills.yaml"}.get(kind, "freeform_skills.yaml")
-    pipe = Pipeline.from_file(ctx, os.path.abspath(os.path.join(args.pipeline_dir, file)))
     t2 = time.time()
-    out = pipe.generate(seeds)
+    # As generate_taxonomy does: one leaf after another, each through its kind's pipeline.
+    rows = {}
+    for leaf_id, seeds, kind in seed_sets:
+        file = {"knowledge": "knowledge.yaml", "grounded_skill": "grounded_skills.yaml"}.get(kind, "freeform_skills.yaml")
+        pipe = Pipeline.from_file(ctx, os.path.abspath(os.path.join(args.pipeline_dir, file)))
+        out = pipe.generate(seeds)
+        rows[leaf_id] = len(out)
+        if args.output:
+            out.to_json(f"{args.output}.{leaf_id.replace('/', '_')}.jsonl")
     t3 = time.time()
-    if args.output:
-        out.to_json(args.output)
     print(
         json.dumps(
             {
                 "tool": "instructlab-sdg",
                 "version": getattr(sys.modules.get("instructlab.sdg._version"), "__version__", "?"),
-                "leaf": args.leaf,
-                "kind": kind,
-                "seed_rows": len(seeds),
-                "rows": len(out),
+                "leaves": args.leaf,
+                "kinds": [k for _, _, k in seed_sets],
+                "seed_rows": sum(len(s) for _, s, _ in seed_sets),
+                "rows": sum(rows.values()),
+                "rows_per_leaf": rows,
                 "calls": calls.requests,
                 "sequences": calls.sequences,
                 "probes": calls.probes,
@@ -180,7 +186,7 @@ def main():
     r = sub.add_parser("run", help="run one leaf through the reference pipeline")
     r.add_argument("--pipeline-dir", required=True, help="folder with freeform_skills.yaml etc.")
     r.add_argument("--taxonomy", required=True)
-    r.add_argument("--leaf", required=True)
+    r.add_argument("--leaf", required=True, action="append", help="leaf id (repeatable; run one after another)")
     r.add_argument("--base-url", required=True)
     r.add_argument("--model", required=True, help="model id sent to the server")
     r.add_argument("--api-key", default="none")
@@ -188,7 +194,7 @@ def main():
     r.add_argument("--num-instructions", type=int, default=30)
     r.add_argument("--batch-size", type=int, default=None, help="PipelineContext.batch_size (default: its 8; 0 disables)")
     r.add_argument("--batch-num-workers", type=int, default=None)
-    r.add_argument("--output", help="write the generated rows here (JSON lines)")
+    r.add_argument("--output", help="write each leaf's generated rows to OUTPUT.<leaf>.jsonl")
     args = p.parse_args()
     {"capped": cmd_capped, "run": cmd_run}[args.cmd](args)
 
