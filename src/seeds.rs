@@ -141,6 +141,19 @@ pub fn leaf_chunks(
     Ok(chunks)
 }
 
+/// The schema of the seed rows of a leaf of `kind` (foundational leaves have none; their
+/// schema is the freeform one). Pipelines are checked against it when they load.
+pub fn schema(kind: LeafKind) -> arrow::datatypes::SchemaRef {
+    let names: Vec<String> = match kind {
+        LeafKind::Knowledge => knowledge_columns(),
+        LeafKind::GroundedSkill => skill_columns(true).into_iter().map(String::from).collect(),
+        LeafKind::FreeformSkill | LeafKind::Foundational => skill_columns(false).into_iter().map(String::from).collect(),
+    };
+    let mut fields = vec![Field::new(ROW_ID, DataType::Utf8, false)];
+    fields.extend(names.iter().map(|n| text_field(n)));
+    Arc::new(Schema::new(fields))
+}
+
 /// Column order of skill rows (after [`ROW_ID`]); `seed_context` only for grounded leaves.
 fn skill_columns(grounded: bool) -> Vec<&'static str> {
     let mut cols = vec!["task_description"];

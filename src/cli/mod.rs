@@ -3,7 +3,7 @@
 //! Exit codes: 0 success, 1 the input has errors (invalid leaves), 2 the input could not be read
 //! at all or the command line is wrong.
 
-// mod generate;
+mod generate;
 mod taxonomy;
 mod teacher;
 
@@ -32,9 +32,9 @@ enum Command {
     Diff(taxonomy::DiffArgs),
     /// Generate synthetic data: run pipelines over a taxonomy's leaves with a teacher, writing
     /// per-leaf datasets, rejects, the response cache, a summary and a manifest to a run folder.
-    // Generate(generate::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Show a pipeline's validated plan: steps, columns in and out, teacher calls per row.
-    // Explain(generate::ExplainArgs),
+    Explain(generate::ExplainArgs),
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
     /// /v1/chat/completions, /v1/completions, streaming), on 127.0.0.1 unless told otherwise.
     Serve(teacher::ServeArgs),
@@ -57,6 +57,8 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => taxonomy::validate(args).await,
             Command::Leaves(args) => taxonomy::leaves(args).await,
             Command::Diff(args) => taxonomy::diff(args).await,
+            Command::Generate(args) => generate::run(args).await,
+            Command::Explain(args) => generate::explain(args).await,
             Command::Serve(args) => teacher::serve(args).await,
             Command::Chat(args) => teacher::chat(args).await,
         }

@@ -121,6 +121,9 @@ fn aggregate<'s>(
             let ready: Vec<Time> = stash.keys().copied().filter(|t| !frontier.less_equal(t)).collect();
             for time in ready {
                 let Some((cap, batches)) = stash.remove(&time) else { continue };
+                // The batches' own schema: the plan's is the same by construction, and an empty
+                // leaf has no batch to ask.
+                let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
                 let all = batch::concat(&schema, &batches, &name).and_then(|b| batch::sort_by_id(&b, &name));
                 let result = all.and_then(|b| {
                     shared.rows_in(time, step, b.num_rows());
@@ -254,6 +257,7 @@ fn sink<'s>(
                 let plan = &job.plans[leaf.plan];
                 let schema = plan.steps[plan.output].schema_out.clone();
                 let batches = stash.remove(&time).unwrap_or_default();
+                let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
                 let rows = match batch::concat(&schema, &batches, "commit").and_then(|b| batch::sort_by_id(&b, "commit")) {
                     Ok(r) => r,
                     Err(e) => {
@@ -289,7 +293,9 @@ fn sink<'s>(
                     }
                 }
                 caps = CapabilitySet::new();
-            } else {
+            } else if !frontier.is_empty() {
+                // Hold the capability while commits are in flight: the process report goes out
+                // with it once they are done.
                 caps.downgrade(&frontier.frontier());
             }
         }

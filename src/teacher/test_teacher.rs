@@ -3,7 +3,8 @@
 //!
 //! A completion fills every `[Start of X]` … `[End of X]` pair the prompt mentions, in order of
 //! first mention, `items` times, with words derived from a hash of (prompt, seed, choice, X); a
-//! part whose name contains "score" gets a digit 0–2, after a numbered list of `items` lines. Scores of continuations are hash-derived
+//! part whose name contains "score" gets a digit 0–2, after a numbered list of `items` lines (and
+//! `Question:`/`Answer:` pairs when the prompt shows that layout). Scores of continuations are hash-derived
 //! log-probabilities. An optional delay makes replies take time (for streaming tests).
 
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, Usage};
@@ -80,7 +81,15 @@ impl TestTeacher {
         let mut out = String::new();
         // A numbered list first, for pipelines that parse one item per numbered line.
         for item in 0..self.items.max(1) {
-            out.push_str(&format!("{}. {}\n", item + 1, words(hash(&[&prompt, &seed, &item.to_string()]), 6)));
+            out.push_str(&format!("{}. {}\n", item + 1, words(hash(&[&prompt, &seed, &item.to_string()]), 8)));
+        }
+        // "Question: … Answer: …" pairs, when the prompt asks for that layout.
+        if prompt.contains("Question:") && prompt.contains("Answer:") {
+            for item in 0..self.items.max(1) {
+                let h = hash(&[&prompt, &seed, "qa", &item.to_string()]);
+                out.push_str(&format!("\nQuestion: {}?\nAnswer: {}.\n", words(h, 7), words(h >> 7, 9)));
+            }
+            out.push('\n');
         }
         for item in 0..self.items.max(1) {
             for name in &names {
