@@ -17,7 +17,9 @@
 #
 # Environment: LABFLOW (binary; default $CARGO_TARGET_DIR/release/labflow), PY_SDG (the venv's
 # python; made at /work/venv-sdg if missing), PORT (8321), MAX_TOKENS (256), MAX_IN_FLIGHT (16),
-# TAXONOMY (../shared/data/taxonomy), SKIP_BUILD=1, ONLY=reference|labflow (one side).
+# TAXONOMY (../shared/data/taxonomy), SKIP_BUILD=1, SIDES (default "reference labflow"; add
+# reference-unbatched for the reference as it runs against a server it treats as non-batching,
+# e.g. InstructLab's default llama-cpp-python: one prompt per request, n requests in a row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-3}
@@ -36,7 +38,7 @@ MODEL_FILE=models/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL=SmolLM2-135M-Instruct.Q4_1
 OUT=benches/out/sdg
 CAPPED=benches/out/ilab-full-capped
-ONLY=${ONLY:-}
+SIDES=${SIDES:-reference labflow}
 
 [ -s "$MODEL_FILE" ] || bash models/fetch.sh
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -76,8 +78,9 @@ record() {
 import json, sys
 side, leaf, rep, t0, t1, tool, busy = sys.argv[1:]
 tool = json.loads(tool) if tool.strip() else {}
+load = open("/proc/loadavg").read().split()[:3]
 print(json.dumps({"side": side, "leaf": leaf, "rep": int(rep), "wall_seconds": round(float(t1) - float(t0), 3),
-                  "tool": tool, "server": json.loads(busy)}))
+                  "load_after": load, "tool": tool, "server": json.loads(busy)}))
 PY
 }
 
@@ -89,24 +92,33 @@ for leaf in "${CASES[@]}"; do
   for id in "${ids[@]}"; do leaf_args+=(--leaf "$id"); done
   case_no=$((case_no + 1))
   for rep in $(seq 1 "$REPEAT"); do
-    if [ "$ONLY" != labflow ]; then
-      t0=$(now)
-      tool=$("$PY_SDG" benches/sdg_reference.py run --pipeline-dir "$CAPPED/pipelines/full" --taxonomy "$TAXONOMY" \
-        "${leaf_args[@]}" --base-url "http://127.0.0.1:$PORT/v1" --model "$MODEL" \
-        --output "$OUT/reference-$stamp-$case_no-$rep" 2>"$OUT/reference-$stamp-$case_no-$rep.log" | tail -n 1)
-      t1=$(now)
-      record reference "$leaf" "$rep" "$t0" "$t1" "$tool"
-    fi
-    if [ "$ONLY" != reference ]; then
-      run_dir="$OUT/labflow-$stamp-$case_no-$rep"
-      rm -rf "$run_dir"
-      t0=$(now)
-      tool=$("$LABFLOW" generate --pipeline "ilab:$CAPPED/pipelines/full" --teacher "http://127.0.0.1:$PORT/v1#$MODEL" \
-        --taxonomy "$TAXONOMY" "${leaf_args[@]}" --output "$run_dir" --json --max-in-flight "$MAX_IN_FLIGHT" \
-        2>"$OUT/labflow-$stamp-$case_no-$rep.log")
-      t1=$(now)
-      record labflow "$leaf" "$rep" "$t0" "$t1" "$tool"
-    fi
+    for side in $SIDES; do
+      case $side in
+      reference | reference-unbatched)
+        extra=()
+        [ "$side" = reference-unbatched ] && extra=(--unbatched)
+        t0=$(now)
+        tool=$("$PY_SDG" benches/sdg_reference.py run --pipeline-dir "$CAPPED/pipelines/full" --taxonomy "$TAXONOMY" \
+          "${leaf_args[@]}" --base-url "http://127.0.0.1:$PORT/v1" --model "$MODEL" "${extra[@]}" \
+          --output "$OUT/$side-$stamp-$case_no-$rep" 2>"$OUT/$side-$stamp-$case_no-$rep.log" | tail -n 1)
+        t1=$(now)
+        ;;
+      labflow)
+        run_dir="$OUT/labflow-$stamp-$case_no-$rep"
+        rm -rf "$run_dir"
+        t0=$(now)
+        tool=$("$LABFLOW" generate --pipeline "ilab:$CAPPED/pipelines/full" --teacher "http://127.0.0.1:$PORT/v1#$MODEL" \
+          --taxonomy "$TAXONOMY" "${leaf_args[@]}" --output "$run_dir" --json --max-in-flight "$MAX_IN_FLIGHT" \
+          2>"$OUT/labflow-$stamp-$case_no-$rep.log")
+        t1=$(now)
+        ;;
+      *)
+        echo "unknown side $side" >&2
+        exit 2
+        ;;
+      esac
+      record "$side" "$leaf" "$rep" "$t0" "$t1" "$tool"
+    done
   done
 done
 echo "load after: $(uptime)" >&2
@@ -122,7 +134,7 @@ print("| leaves | side | runs | wall s: median (each) | teacher requests | seque
 print("|---|---|---|---|---|---|---|---|---|---|")
 for leaf in dict.fromkeys(r["leaf"] for r in rows):
     walls = {}
-    for side in ("reference", "labflow"):
+    for side in ("reference", "reference-unbatched", "labflow"):
         rs = [r for r in rows if r["leaf"] == leaf and r["side"] == side]
         if not rs:
             continue
@@ -132,6 +144,7 @@ for leaf in dict.fromkeys(r["leaf"] for r in rows):
         print(f"| {leaf} | {side} | {len(rs)} | {walls[side]:.1f} ({each}) | "
               f"{s('requests'):.0f} | {s('sequences'):.0f} | {s('completion_tokens'):.0f} | {100 * s('busy_fraction'):.0f}% | "
               f"{s('mean_sequences_open'):.1f} | {[rows_out(r) for r in rs]} |")
-    if len(walls) == 2:
-        print(f"| {leaf} | **ratio** (reference / labflow wall) | | **{walls['reference'] / walls['labflow']:.2f}×** | | | | | | |")
+    for ref in ("reference", "reference-unbatched"):
+        if ref in walls and "labflow" in walls:
+            print(f"| {leaf} | **ratio** {ref} / labflow wall | | **{walls[ref] / walls['labflow']:.2f}×** | | | | | | |")
 PY

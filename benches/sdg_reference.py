@@ -127,6 +127,10 @@ def cmd_run(args):
     calls = Calls()
     http = httpx.Client(event_hooks={"request": [calls.hook]}, timeout=httpx.Timeout(3600.0))
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, http_client=http, max_retries=0)
+    if args.unbatched:
+        # What server_supports_batched concludes for InstructLab's default llama-cpp-python
+        # server ("Hello from InstructLab" at /): one prompt per request, `n` requests in a row.
+        client.server_supports_batched = False
     ctx_kwargs = {}
     if args.batch_size is not None:
         ctx_kwargs["batch_size"] = args.batch_size
@@ -194,6 +198,9 @@ def main():
     r.add_argument("--num-instructions", type=int, default=30)
     r.add_argument("--batch-size", type=int, default=None, help="PipelineContext.batch_size (default: its 8; 0 disables)")
     r.add_argument("--batch-num-workers", type=int, default=None)
+    r.add_argument(
+        "--unbatched", action="store_true", help="treat the server as non-batching, as the reference does with llama-cpp-python"
+    )
     r.add_argument("--output", help="write each leaf's generated rows to OUTPUT.<leaf>.jsonl")
     args = p.parse_args()
     {"capped": cmd_capped, "run": cmd_run}[args.cmd](args)
