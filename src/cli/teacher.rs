@@ -73,6 +73,12 @@ pub struct ChatArgs {
 /// - a GGUF file, or a Hugging Face safetensors folder (config.json, model.safetensors or its
 ///   shards, tokenizer.json, tokenizer_config.json): the embedded model, in this process.
 pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
+    open_teacher_with(model, &|_| {})
+}
+
+/// [`open_teacher`], letting the caller adjust the HTTP client's settings (`generate` sizes its
+/// requests in flight from `--max-in-flight`).
+pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut labflow::teacher::HttpConfig)) -> Result<Arc<dyn Client>> {
     let lower = model.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let (base, name) = model.split_once('#').unwrap_or((model, "default"));
@@ -80,6 +86,7 @@ pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
         if std::env::var_os("OPENAI_API_KEY").is_some() {
             config.api_key_env = Some("OPENAI_API_KEY".to_string());
         }
+        http(&mut config);
         return Ok(Arc::new(labflow::teacher::HttpClient::new(config)?));
     }
     let path = Path::new(model);
