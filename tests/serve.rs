@@ -96,7 +96,10 @@ impl Client for EchoTeacher {
 
 /// Start a server on a free loopback port; it runs until the test's runtime ends.
 async fn start(api_key: Option<&str>) -> SocketAddr {
-    let options = ServeOptions { host: "127.0.0.1".into(), port: 0, api_key: api_key.map(str::to_string) };
+    start_with(ServeOptions { host: "127.0.0.1".into(), port: 0, api_key: api_key.map(str::to_string), access_log: None }).await
+}
+
+async fn start_with(options: ServeOptions) -> SocketAddr {
     let listener = serve::bind(&options).await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { serve::serve_on(listener, Arc::new(EchoTeacher), "echo-model".into(), &options).await });
@@ -119,6 +122,48 @@ fn assert_error(body: &Value, kind: &str, param: Option<&str>) {
     assert_eq!(e["type"], kind, "{body}");
     if let Some(param) = param {
         assert_eq!(e["param"], param, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn access_log_has_a_line_per_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("access.jsonl");
+    let options = ServeOptions { port: 0, api_key: Some("k".into()), access_log: Some(path.clone()), ..ServeOptions::default() };
+    let address = start_with(options).await;
+    let http = reqwest::Client::new();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let reply = http
+        .post(format!("http://{address}/v1/completions"))
+        .bearer_auth("k")
+        .json(&json!({"prompt": ["a b", "c d e"], "n": 2}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 200);
+    let reply =
+        http.post(format!("http://{address}/v1/chat/completions")).bearer_auth("k").json(&chat_body("x y")).send().await.expect("send");
+    assert_eq!(reply.status().as_u16(), 200);
+    let reply = http.get(format!("http://{address}/v1/models")).send().await.expect("send");
+    assert_eq!(reply.status().as_u16(), 401);
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+
+    // Each line is written before its response is sent, so all three are there now.
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .expect("access log")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let fields = |v: &Value| (v["endpoint"].clone(), v["status"].clone(), v["prompts"].clone(), v["n"].clone());
+    assert_eq!(fields(&lines[0]), (json!("/v1/completions"), json!(200), json!(2), json!(2)));
+    // Echo: prompt tokens are the words of each prompt (2 + 3); each choice is those words and `#j`.
+    assert_eq!((&lines[0]["prompt_tokens"], &lines[0]["completion_tokens"]), (&json!(5), &json!(2 * 3 + 2 * 4)));
+    assert_eq!(fields(&lines[1]), (json!("/v1/chat/completions"), json!(200), json!(1), json!(1)));
+    assert_eq!(fields(&lines[2]), (json!("/v1/models"), json!(401), json!(0), json!(0)));
+    for line in &lines {
+        let (start, end) = (line["start"].as_f64().expect("start"), line["end"].as_f64().expect("end"));
+        assert!(before - 0.001 <= start && start <= end && end <= after + 0.001, "{line}");
     }
 }
 

@@ -129,7 +129,7 @@ impl TokenCount for TeacherTokens {
 }
 
 /// The teacher and the token counter its chunking should use.
-fn open(spec: &str) -> Result<(Arc<dyn Client>, Arc<dyn TokenCount + Send + Sync>)> {
+fn open(spec: &str, max_in_flight: usize) -> Result<(Arc<dyn Client>, Arc<dyn TokenCount + Send + Sync>)> {
     if spec == "test" {
         return Ok((TestTeacher::new(2, Duration::ZERO), Arc::new(WordEstimate)));
     }
@@ -141,7 +141,15 @@ fn open(spec: &str) -> Result<(Arc<dyn Client>, Arc<dyn TokenCount + Send + Sync
         let teacher = EmbeddedTeacher::load_with(path, options)?;
         return Ok((Arc::new(teacher.clone()), Arc::new(TeacherTokens(teacher))));
     }
-    Ok((super::teacher::open_teacher(spec)?, Arc::new(WordEstimate)))
+    // An HTTP teacher gets as many requests in flight as the run keeps teacher calls outstanding
+    // (its own default is 8, which left half of a 16-slot server idle: benches/README.md,
+    // "generate"), and the openai client's 10-minute timeout: a local CPU server decoding 16
+    // sequences at once takes minutes per completion, and a timed-out request is sent again.
+    let http = |c: &mut labflow::teacher::HttpConfig| {
+        c.max_in_flight = max_in_flight.max(1);
+        c.timeout_secs = c.timeout_secs.max(600);
+    };
+    Ok((super::teacher::open_teacher_with(spec, &http)?, Arc::new(WordEstimate)))
 }
 
 pub async fn explain(args: ExplainArgs) -> Result<ExitCode> {
@@ -214,7 +222,7 @@ pub async fn run(args: GenerateArgs) -> Result<ExitCode> {
     if !hosts.is_empty() && hosts.len() != args.processes {
         bail!("--hostfile lists {} hosts but --processes is {}", hosts.len(), args.processes);
     }
-    let (teacher, counter) = open(&args.teacher)?;
+    let (teacher, counter) = open(&args.teacher, args.max_in_flight)?;
     let names: Vec<String> = plans.iter().flat_map(|p| p.steps.iter().map(move |s| format!("{}/{}", p.name, s.name))).collect();
     let progress = Arc::new(Progress::new(names.len()));
     let run_id = args.run_id.clone().unwrap_or_else(|| format!("run-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)));

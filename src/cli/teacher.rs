@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// The model name the server reports (default: the model file's stem, or the URL).
     #[arg(long, value_name = "NAME")]
     pub served_model_name: Option<String>,
+    /// Append one JSON line per request to FILE: start and end (Unix seconds, ms precision),
+    /// endpoint, status, prompts, n, prompt and completion tokens.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +73,12 @@ pub struct ChatArgs {
 /// - a GGUF file, or a Hugging Face safetensors folder (config.json, model.safetensors or its
 ///   shards, tokenizer.json, tokenizer_config.json): the embedded model, in this process.
 pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
+    open_teacher_with(model, &|_| {})
+}
+
+/// [`open_teacher`], letting the caller adjust the HTTP client's settings (`generate` sizes its
+/// requests in flight from `--max-in-flight`).
+pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut labflow::teacher::HttpConfig)) -> Result<Arc<dyn Client>> {
     let lower = model.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let (base, name) = model.split_once('#').unwrap_or((model, "default"));
@@ -76,6 +86,7 @@ pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
         if std::env::var_os("OPENAI_API_KEY").is_some() {
             config.api_key_env = Some("OPENAI_API_KEY".to_string());
         }
+        http(&mut config);
         return Ok(Arc::new(labflow::teacher::HttpClient::new(config)?));
     }
     let path = Path::new(model);
@@ -106,7 +117,7 @@ fn model_name(model: &str) -> String {
 
 pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let api_key = args.api_key.or_else(|| std::env::var("LABFLOW_API_KEY").ok().filter(|k| !k.is_empty()));
-    let options = ServeOptions { host: args.host, port: args.port, api_key };
+    let options = ServeOptions { host: args.host, port: args.port, api_key, access_log: args.access_log };
     let (client, cache) = with_cache(open_teacher(&args.model)?, args.cache.as_deref()).await?;
     let name = args.served_model_name.unwrap_or_else(|| model_name(&args.model));
     if let Some(warning) = serve::exposure_warning(&options) {

@@ -22,6 +22,14 @@ pub enum ServeError {
     /// The server failed while running.
     #[error("the server stopped: {0}")]
     Run(std::io::Error),
+    /// The access log could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        /// The file as given.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 /// One failed API request: an HTTP status and the fields of OpenAI's error object.

@@ -1,9 +1,11 @@
 //! Binding the listening socket and running the server until Ctrl-C or SIGTERM.
 
+use super::access_log::{self, AccessLog};
 use super::error::ServeError;
 use super::router::router;
 use crate::teacher::Client;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -16,11 +18,13 @@ pub struct ServeOptions {
     pub port: u16,
     /// When set, every request must carry `Authorization: Bearer <api_key>`.
     pub api_key: Option<String>,
+    /// When set, one JSON line per request is appended to this file (see [`access_log`]).
+    pub access_log: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { host: "127.0.0.1".into(), port: 8000, api_key: None }
+        ServeOptions { host: "127.0.0.1".into(), port: 8000, api_key: None, access_log: None }
     }
 }
 
@@ -60,7 +64,12 @@ pub async fn serve_on(
     model_name: String,
     options: &ServeOptions,
 ) -> Result<(), ServeError> {
-    let app = router(client, model_name, options.api_key.clone());
+    let mut app = router(client, model_name, options.api_key.clone());
+    if let Some(path) = &options.access_log {
+        let log = AccessLog::open(path).map_err(|source| ServeError::AccessLog { path: path.display().to_string(), source })?;
+        // Outermost, so rejected (401) and unknown requests are logged too.
+        app = app.layer(axum::middleware::from_fn_with_state(Arc::new(log), access_log::record));
+    }
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Run)
 }
 

@@ -12,11 +12,13 @@
 //! first and then sends the text in pieces (one per token when log-probabilities were asked
 //! for, else one per word). True token streaming arrives with the embedded model's decode loop.
 //!
-//! It binds 127.0.0.1 unless told otherwise; see [`exposure_warning`].
+//! It binds 127.0.0.1 unless told otherwise; see [`exposure_warning`]. With
+//! [`ServeOptions::access_log`] it appends one JSON line per request ([`access_log`]).
 //!
 //! [`Client`]: crate::teacher::Client
 //! [`Client::complete`]: crate::teacher::Client::complete
 
+pub mod access_log;
 mod error;
 mod listen;
 mod parse;

@@ -1,6 +1,7 @@
 //! The axum [`Router`] of `labflow serve`: the three OpenAI endpoints, the API-key check, and
 //! OpenAI-shaped answers for unknown paths and methods.
 
+use super::access_log::Served as ServedLog;
 use super::error::ApiError;
 use super::parse::{self, ApiRequest, Endpoint};
 use super::render::{self, Meta};
@@ -140,12 +141,21 @@ async fn answer(state: &Served, endpoint: Endpoint, body: Result<Bytes, BytesRej
         created: unix_now(),
         model: state.model.clone(),
     };
-    if request.stream {
+    let served = ServedLog {
+        prompts: request.prompts.len(),
+        n: request.sampling.n,
+        prompt_tokens: responses.iter().map(|r| r.usage.prompt_tokens).sum(),
+        completion_tokens: responses.iter().map(|r| r.usage.completion_tokens).sum(),
+    };
+    let mut response = if request.stream {
         let events = render::stream(&request, &responses, &meta).into_iter().map(|data| Ok::<_, Infallible>(Event::default().data(data)));
-        Ok(Sse::new(futures::stream::iter(events)).into_response())
+        Sse::new(futures::stream::iter(events)).into_response()
     } else {
-        Ok(Json(render::body(&request, &responses, &meta)).into_response())
-    }
+        Json(render::body(&request, &responses, &meta)).into_response()
+    };
+    // For the access log, when one is kept (`access_log::record`).
+    response.extensions_mut().insert(served);
+    Ok(response)
 }
 
 async fn complete(state: &Served, request: &ApiRequest) -> Result<Vec<TeacherResponse>, ApiError> {
