@@ -56,20 +56,21 @@ fn output_columns(plan: &Plan) -> Vec<String> {
     plan.steps[plan.output].schema_out.fields().iter().map(|f| f.name().clone()).filter(|n| n != "_id").collect()
 }
 
-const FREEFORM_END: &[&str] = &["task_description", "seed_question", "seed_response", "question", "response"];
+const FREEFORM_END: &[&str] = &["task_description", "seed_question", "seed_response", "leaf_node_type", "question", "response"];
 const GROUNDED_END: &[&str] =
-    &["task_description", "seed_context", "seed_question", "seed_response", "context", "question", "response", "evaluation", "score"];
+    &["task_description", "seed_context", "seed_question", "seed_response", "leaf_node_type", "context", "question", "response", "evaluation", "score"];
 const KNOWLEDGE_END: &[&str] = &[
-    "domain",
     "raw_document",
-    "document_outline",
     "icl_document",
+    "document_outline",
+    "domain",
     "icl_query_1",
     "icl_response_1",
     "icl_query_2",
     "icl_response_2",
     "icl_query_3",
     "icl_response_3",
+    "leaf_node_type",
     "document",
     "dataset_type",
     "question",
@@ -83,16 +84,17 @@ fn every_reference_pipeline_directory_loads_and_explains() {
     // (set, [(steps, final columns)] for knowledge, freeform, grounded: ilab::FILES' order)
     let simple_end = |seeds: &[&str]| -> Vec<String> { seeds.iter().map(|s| s.to_string()).chain(["output".to_string()]).collect() };
     let knowledge_seeds = [
-        "domain",
         "document",
-        "document_outline",
         "icl_document",
+        "document_outline",
+        "domain",
         "icl_query_1",
         "icl_response_1",
         "icl_query_2",
         "icl_response_2",
         "icl_query_3",
         "icl_response_3",
+        "leaf_node_type",
     ];
     let expected: Vec<(&str, [Expected; 3])> = vec![
         ("full", [(15, strings(KNOWLEDGE_END)), (9, strings(FREEFORM_END)), (11, strings(GROUNDED_END))]),
@@ -101,8 +103,8 @@ fn every_reference_pipeline_directory_loads_and_explains() {
             "simple",
             [
                 (2, simple_end(&knowledge_seeds)),
-                (2, simple_end(&["task_description", "seed_question", "seed_response"])),
-                (2, simple_end(&["task_description", "seed_context", "seed_question", "seed_response"])),
+                (2, simple_end(&["task_description", "seed_question", "seed_response", "leaf_node_type"])),
+                (2, simple_end(&["task_description", "seed_context", "seed_question", "seed_response", "leaf_node_type"])),
             ],
         ),
     ];
