@@ -29,6 +29,32 @@ pub fn top_k(logprobs: &[f64], k: usize) -> Vec<(u32, f64)> {
     idx.into_iter().map(|i| (i, logprobs[i as usize])).collect()
 }
 
+/// Longest loop period looked for, in tokens.
+const LOOP_MAX_PERIOD: usize = 24;
+/// Fewest tokens a loop must span before it is cut (and at least [`LOOP_MIN_REPEATS`] periods).
+const LOOP_SPAN: usize = 48;
+/// Fewest repeats of the period.
+const LOOP_MIN_REPEATS: usize = 4;
+
+/// A runaway repetition at the end of `ids`: when the last tokens are one period of 1 to 24
+/// tokens repeated over at least max(48, 4 × period) tokens, the index just after the first
+/// period of that run (cut there to keep one copy). `None` otherwise. Small models fall into
+/// such loops and would fill `max_tokens` with them.
+pub fn repeating_tail(ids: &[u32]) -> Option<usize> {
+    let n = ids.len();
+    (1..=LOOP_MAX_PERIOD).find_map(|p| {
+        let span = LOOP_SPAN.max(LOOP_MIN_REPEATS * p);
+        if n < span || !(n - span + p..n).all(|i| ids[i] == ids[i - p]) {
+            return None;
+        }
+        let mut start = n - span;
+        while start > 0 && ids[start - 1] == ids[start - 1 + p] {
+            start -= 1;
+        }
+        Some(start + p)
+    })
+}
+
 /// How to pick tokens. `temperature == 0` is greedy (argmax, ties to the lowest id).
 #[derive(Debug)]
 pub struct Sampler {
@@ -96,6 +122,23 @@ mod tests {
     #[test]
     fn top_k_is_sorted_and_breaks_ties_low() {
         assert_eq!(top_k(&[0.1, 0.5, 0.5, -1.0], 3).iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn runaway_loops_are_found_and_cut_after_one_period() {
+        let prose: Vec<u32> = (0..100).collect();
+        assert_eq!(repeating_tail(&prose), None);
+        // "a b c" eighteen times after some prose: cut after the first "a b c".
+        let looped: Vec<u32> = prose.iter().copied().chain([7, 8, 9].repeat(18)).collect();
+        assert_eq!(repeating_tail(&looped), Some(103));
+        // One token 48 times; 47 is not yet a loop.
+        let same: Vec<u32> = [1, 2].into_iter().chain(std::iter::repeat_n(5, 48)).collect();
+        assert_eq!(repeating_tail(&same), Some(3));
+        assert_eq!(repeating_tail(&same[..same.len() - 1]), None);
+        // A long period needs four repeats, not just 48 tokens.
+        let long: Vec<u32> = (0..20).collect::<Vec<_>>().repeat(3);
+        assert_eq!(repeating_tail(&long), None);
+        assert_eq!(repeating_tail(&(0..20).collect::<Vec<_>>().repeat(4)), Some(20));
     }
 
     #[test]

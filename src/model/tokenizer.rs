@@ -134,6 +134,31 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The bytes each token id writes, for decoding constraints; `None` for special (control)
+    /// tokens. Byte-level BPE entries are mapped back through GPT-2's byte↔character table;
+    /// other vocabularies are read as SentencePiece writes them (`▁` is a space, `<0xNN>` a
+    /// byte).
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let added = self.inner.get_added_tokens_decoder();
+        let byte_level = matches!(self.inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        let unicode_to_byte = gpt2_unicode_to_byte();
+        (0..self.vocab_size as u32)
+            .map(|id| {
+                if let Some(t) = added.get(&id) {
+                    return (!t.special).then(|| t.content.as_bytes().to_vec());
+                }
+                let piece = self.inner.id_to_token(id)?;
+                if byte_level {
+                    piece.chars().map(|c| unicode_to_byte.get(&c).copied()).collect()
+                } else if let Some(hex) = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
+                    u8::from_str_radix(hex, 16).ok().map(|b| vec![b])
+                } else {
+                    Some(piece.replace('\u{2581}', " ").into_bytes())
+                }
+            })
+            .collect()
+    }
+
     /// Beginning-of-sequence id, if the model has one.
     pub fn bos_id(&self) -> Option<u32> {
         self.bos
@@ -148,4 +173,21 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
     }
+}
+
+/// GPT-2's byte-level alphabet, inverted: the printable bytes stand for themselves, the others
+/// (controls, space, 127–160, 173) for the characters from U+0100 on, in byte order.
+fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            if printable(b) {
+                (char::from(b), b)
+            } else {
+                next += 1;
+                (char::from_u32(255 + next).expect("invariant: U+0100..U+0143 are characters"), b)
+            }
+        })
+        .collect()
 }

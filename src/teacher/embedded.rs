@@ -16,14 +16,16 @@
 //! normalised, quantised and multiplied on its own, attention is per sequence), so a seeded
 //! request gives the same text alone or among others.
 
-use crate::model::sample::{log_softmax, top_k, Sampler};
+use crate::model::sample::{log_softmax, repeating_tail, top_k, Sampler};
+use crate::teacher::constraint::{TokenAutomaton, Vocabulary};
 use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use regex_automata::util::primitives::StateID;
 
 /// The command that fetches the default model, named in errors about a missing model file.
 pub const FETCH_HINT: &str = "bash models/fetch.sh";
@@ -63,6 +65,32 @@ struct Core {
     stop_ids: Vec<u32>,
     path: PathBuf,
     precision: Precision,
+    /// The vocabulary as bytes, for decoding constraints.
+    vocab: Arc<Vocabulary>,
+    /// Compiled constraints by regex (cleared past [`AUTOMATA_CACHE`] entries).
+    automata: Mutex<HashMap<String, Arc<TokenAutomaton>>>,
+}
+
+/// Most compiled constraints kept at once.
+const AUTOMATA_CACHE: usize = 256;
+
+impl Core {
+    /// The automaton of `request`'s constraint, compiled once per regex.
+    fn automaton(&self, request: &Request) -> Result<Option<Arc<TokenAutomaton>>, TeacherError> {
+        let Some(constraint) = &request.sampling.constraint else { return Ok(None) };
+        let spec = |e: crate::teacher::constraint::ConstraintError| TeacherError::Spec { endpoint: self.path.display().to_string(), message: e.to_string() };
+        let regex = constraint.regex().map_err(spec)?;
+        if let Some(a) = self.automata.lock().expect("invariant: automata lock is never poisoned").get(&regex) {
+            return Ok(Some(a.clone()));
+        }
+        let compiled = Arc::new(TokenAutomaton::compile(&regex, self.vocab.clone()).map_err(spec)?);
+        let mut cache = self.automata.lock().expect("invariant: automata lock is never poisoned");
+        if cache.len() >= AUTOMATA_CACHE {
+            cache.clear();
+        }
+        cache.insert(regex, compiled.clone());
+        Ok(Some(compiled))
+    }
 }
 
 struct Inner {
@@ -99,6 +127,8 @@ struct SeqJob {
     /// Most tokens to generate (`max_tokens`, or less where the context is shorter).
     max_new: usize,
     generated: Vec<u32>,
+    /// The request's constraint and this sequence's state in it.
+    constraint: Option<(Arc<TokenAutomaton>, StateID)>,
     logprobs: Vec<TokenLogprob>,
     text: String,
     finish: FinishReason,
@@ -114,7 +144,24 @@ impl SeqJob {
         if self.generated.len() >= self.max_new {
             return Ok(None);
         }
-        let next = self.sampler.sample(&self.logits);
+        let next = match &self.constraint {
+            None => self.sampler.sample(&self.logits),
+            Some((automaton, state)) => {
+                let allowed = automaton.allowed(*state);
+                if allowed.complete || allowed.count() == 0 {
+                    // The text is a whole match no token can extend (or, never with a byte-level
+                    // vocabulary, no token fits): the choice is done.
+                    self.finish = FinishReason::Stop;
+                    return Ok(None);
+                }
+                let mut masked = self.logits.clone();
+                allowed.mask(&mut masked);
+                self.sampler.sample(&masked)
+            }
+        };
+        if let Some((automaton, state)) = &mut self.constraint {
+            *state = automaton.advance(*state, next);
+        }
         if core.stop_ids.contains(&next) {
             self.finish = FinishReason::Stop;
             return Ok(None);
@@ -125,6 +172,13 @@ impl SeqJob {
             self.logprobs.push(TokenLogprob { token: tok.decode(&[next], false).map_err(err)?, logprob: lp[next as usize], top });
         }
         self.generated.push(next);
+        if let Some(start) = repeating_tail(&self.generated) {
+            // A runaway loop: keep one period of it and end as if cut by max_tokens.
+            self.generated.truncate(start);
+            self.text = tok.decode(&self.generated, true).map_err(err)?;
+            self.finish = FinishReason::Length;
+            return Ok(None);
+        }
         self.text = tok.decode(&self.generated, true).map_err(err)?;
         if let Some(cut) = s.stop.iter().filter(|st| !st.is_empty()).filter_map(|st| self.text.find(st.as_str())).min() {
             self.text.truncate(cut);
@@ -295,7 +349,16 @@ impl EmbeddedTeacher {
                 }
             }
         }
-        let core = Arc::new(Core { model, tokenizer, stop_ids, path: path.to_path_buf(), precision: options.precision });
+        let vocab = Arc::new(Vocabulary::new(&tokenizer.token_bytes(), &stop_ids));
+        let core = Arc::new(Core {
+            model,
+            tokenizer,
+            stop_ids,
+            path: path.to_path_buf(),
+            precision: options.precision,
+            vocab,
+            automata: Mutex::new(HashMap::new()),
+        });
         let (tx, rx) = mpsc::channel();
         let worker = Arc::clone(&core);
         let max_batch = options.max_batch.max(1);
@@ -331,6 +394,7 @@ impl EmbeddedTeacher {
         request: Request,
     ) -> Result<(usize, Vec<tokio::sync::oneshot::Receiver<Result<(Choice, usize), TeacherError>>>), TeacherError> {
         let s = &request.sampling;
+        let automaton = self.inner.core.automaton(&request)?;
         let prompt = self.tokenize(&self.render(&request.prompt)?)?;
         if prompt.is_empty() {
             return Err(TeacherError::Spec { endpoint: self.inner.identity.clone(), message: "the prompt is empty".into() });
@@ -359,6 +423,7 @@ impl EmbeddedTeacher {
                 request: Arc::clone(&request),
                 max_new: capacity - prompt.len(),
                 generated: Vec::new(),
+                constraint: automaton.as_ref().map(|a| (a.clone(), a.start())),
                 logprobs: Vec::new(),
                 text: String::new(),
                 finish: FinishReason::Length,

@@ -25,6 +25,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use crate::teacher::constraint::Dialect;
 
 use crate::teacher::{Client, Prompt, Request, Response, Sampling, TeacherError};
 
@@ -59,6 +60,10 @@ pub struct HttpConfig {
     /// Default 30000.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// How the server takes decoding constraints (`none`, `vllm`, `llama.cpp`, `openai`);
+    /// `labflow serve` speaks `vllm`. Default `none`: constraints are not sent.
+    #[serde(default)]
+    pub constraints: Dialect,
 }
 
 fn default_max_in_flight() -> usize {
@@ -89,6 +94,7 @@ impl HttpConfig {
             max_retries: default_max_retries(),
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            constraints: Dialect::None,
         }
     }
 }
@@ -356,6 +362,9 @@ impl HttpClient {
                 (endpoint, body)
             }
         };
+        let mut body = body;
+        wire::constraint_fields(&mut body, s.constraint.as_ref(), self.config.constraints)
+            .map_err(|e| TeacherError::Spec { endpoint: endpoint.clone(), message: e.to_string() })?;
         let reply = self.post(&endpoint, &body).await?;
         let parsed = match &request.prompt {
             Prompt::Chat(_) => wire::parse_chat(&endpoint, reply, s.logprobs),

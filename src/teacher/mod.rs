@@ -5,6 +5,7 @@
 //! any of them. This module never knows about leaves or pipelines (ARCHITECTURE.md).
 
 pub mod cache;
+pub mod constraint;
 pub mod counted;
 pub mod embedded;
 pub mod http;

@@ -53,11 +53,15 @@ pub struct Sampling {
     /// Return the log-probability of each generated token and this many alternatives at each
     /// position (0 = only the chosen token); `None` = no log-probabilities.
     pub logprobs: Option<u32>,
+    /// What the completion must look like (structured generation); `None` = free text. Left
+    /// out of the serialised form when unset, so cache keys of unconstrained requests stay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<super::constraint::Constraint>,
 }
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { temperature: 1.0, top_p: 1.0, top_k: None, max_tokens: 256, stop: Vec::new(), seed: None, n: 1, logprobs: None }
+        Sampling { temperature: 1.0, top_p: 1.0, top_k: None, max_tokens: 256, stop: Vec::new(), seed: None, n: 1, logprobs: None, constraint: None }
     }
 }
 

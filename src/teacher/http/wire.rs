@@ -9,6 +9,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::teacher::constraint::{gbnf, Constraint, ConstraintError, Dialect};
 use crate::teacher::{ChatMessage, Choice, FinishReason, Response, Sampling, TeacherError, TokenLogprob, Usage};
 
 /// A float the way a person wrote it: `f32` 0.7 widened to `f64` is 0.699999988079071, which is
@@ -62,6 +63,36 @@ pub(crate) fn completion_body(model: &str, prompt: &str, s: &Sampling, n: u32, s
         body.insert("logprobs".into(), json!(k));
     }
     Value::Object(body)
+}
+
+/// Adds `constraint` to a request body in the server's `dialect`; a constraint the dialect
+/// cannot express is left out (the step parses and rejects as without one). Errors only when
+/// the constraint itself is malformed.
+pub(crate) fn constraint_fields(body: &mut Value, constraint: Option<&Constraint>, dialect: Dialect) -> Result<(), ConstraintError> {
+    let (Some(c), Value::Object(body)) = (constraint, body) else { return Ok(()) };
+    match (dialect, c) {
+        (Dialect::None, _) => {}
+        (Dialect::Vllm, Constraint::Regex(r)) => {
+            body.insert("guided_regex".into(), json!(r));
+        }
+        (Dialect::Vllm, Constraint::Choice(labels)) => {
+            body.insert("guided_choice".into(), json!(labels));
+        }
+        (Dialect::Vllm, Constraint::JsonSchema(schema)) => {
+            body.insert("guided_json".into(), schema.clone());
+        }
+        (Dialect::LlamaCpp, Constraint::JsonSchema(schema)) => {
+            body.insert("json_schema".into(), schema.clone());
+        }
+        (Dialect::LlamaCpp, other) => {
+            body.insert("grammar".into(), json!(gbnf::from_regex(&other.regex()?)?));
+        }
+        (Dialect::Openai, Constraint::JsonSchema(schema)) => {
+            body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "labflow", "schema": schema}}));
+        }
+        (Dialect::Openai, _) => {}
+    }
+    Ok(())
 }
 
 /// Body for scoring `text` (prompt + continuation) by echo on `/completions`.
@@ -376,6 +407,7 @@ mod tests {
             seed: Some(42),
             n: 2,
             logprobs: Some(3),
+            constraint: None,
         }
     }
 
@@ -528,5 +560,25 @@ mod tests {
         assert_eq!(float(0.7).to_string(), "0.7");
         assert_eq!(float(1.0).to_string(), "1.0");
         assert_eq!(float(0.95).to_string(), "0.95");
+    }
+
+    #[test]
+    fn constraints_go_out_in_each_dialect() {
+        let with = |c: Constraint, d: Dialect| {
+            let mut body = completion_body("m", "x", &Sampling::default(), 1, None);
+            constraint_fields(&mut body, Some(&c), d).unwrap();
+            body
+        };
+        let choice = Constraint::Choice(vec!["YES".into(), "NO".into()]);
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+        assert_eq!(with(choice.clone(), Dialect::Vllm)["guided_choice"], json!(["YES", "NO"]));
+        assert_eq!(with(Constraint::Regex("a+".into()), Dialect::Vllm)["guided_regex"], json!("a+"));
+        assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::Vllm)["guided_json"], schema);
+        assert_eq!(with(choice.clone(), Dialect::LlamaCpp)["grammar"], json!("root ::= (\"YES\" | \"NO\")\n"));
+        assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::LlamaCpp)["json_schema"], schema);
+        assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::Openai)["response_format"]["json_schema"]["schema"], schema);
+        let plain = completion_body("m", "x", &Sampling::default(), 1, None);
+        assert_eq!(with(choice.clone(), Dialect::Openai), plain, "OpenAI takes no choice constraint");
+        assert_eq!(with(choice, Dialect::None), plain);
     }
 }

@@ -1,0 +1,247 @@
+//! A constraint as a token-level automaton: which tokens of a vocabulary may come next.
+//!
+//! The constraint's regex compiles once into a byte-level DFA (regex-automata's dense DFA,
+//! anchored at the start, `\z` at the end, every match kept so no prefix ends it early). A
+//! decoding sequence holds one DFA state. [`TokenAutomaton::allowed`] walks a trie of the
+//! vocabulary's token bytes from that state, pruning at the DFA's dead state, and returns the
+//! set of tokens whose bytes keep the completion a prefix of some match — plus the end tokens
+//! when the text so far is a whole match. Sets are cached per DFA state (a regex has few states
+//! and decoding revisits them), so a constrained step usually costs one hash lookup and one
+//! pass over the logits.
+//!
+//! Tokens are bytes, not characters: a token holding half of a UTF-8 character is allowed when
+//! some continuation completes it, so byte-level BPE vocabularies work as they are.
+
+use super::ConstraintError;
+use regex_automata::dfa::{dense, Automaton, StartKind};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::{Anchored, MatchKind};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Largest DFA (and determinisation working memory) one constraint may take.
+const DFA_LIMIT: usize = 64 << 20;
+/// Most cached token sets per automaton; past it the cache starts over.
+const MASK_CACHE: usize = 4096;
+
+/// A model's vocabulary as bytes, in a trie, with the ids that end a completion.
+pub struct Vocabulary {
+    size: usize,
+    end: Vec<u32>,
+    /// Each token's bytes (empty for tokens never written).
+    bytes: Vec<Box<[u8]>>,
+    /// Trie nodes; node 0 is the root. Children sorted by byte.
+    nodes: Vec<Node>,
+}
+
+#[derive(Default)]
+struct Node {
+    children: Vec<(u8, u32)>,
+    /// Tokens whose bytes end at this node.
+    tokens: Vec<u32>,
+}
+
+impl Vocabulary {
+    /// `tokens[id]` is the token's bytes, `None` for tokens a constrained completion never
+    /// writes (control tokens); `end` are the ids that end a completion (end of sequence, end
+    /// of turn).
+    pub fn new(tokens: &[Option<Vec<u8>>], end: &[u32]) -> Vocabulary {
+        let mut nodes = vec![Node::default()];
+        for (id, bytes) in tokens.iter().enumerate() {
+            let Some(bytes) = bytes.as_deref().filter(|b| !b.is_empty()) else { continue };
+            if end.contains(&(id as u32)) {
+                continue;
+            }
+            let mut at = 0usize;
+            for &b in bytes {
+                at = match nodes[at].children.binary_search_by_key(&b, |c| c.0) {
+                    Ok(i) => nodes[at].children[i].1 as usize,
+                    Err(i) => {
+                        let next = nodes.len();
+                        nodes.push(Node::default());
+                        nodes[at].children.insert(i, (b, next as u32));
+                        next
+                    }
+                };
+            }
+            nodes[at].tokens.push(id as u32);
+        }
+        let bytes = tokens.iter().map(|t| t.clone().unwrap_or_default().into_boxed_slice()).collect();
+        Vocabulary { size: tokens.len(), end: end.to_vec(), bytes, nodes }
+    }
+
+    /// Number of token ids.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// The tokens allowed in one DFA state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allowed {
+    bits: Vec<u64>,
+    /// Whether the text so far is a whole match (end tokens are in `bits` then).
+    pub end: bool,
+    /// Whether the text so far is a whole match that no byte can extend: decoding stops now.
+    pub complete: bool,
+}
+
+impl Allowed {
+    /// Whether token `id` may come next.
+    pub fn contains(&self, id: u32) -> bool {
+        self.bits.get(id as usize / 64).is_some_and(|w| w >> (id % 64) & 1 == 1)
+    }
+
+    /// Sets every other token's logit to −∞. `logits`: `[V]`.
+    pub fn mask(&self, logits: &mut [f32]) {
+        for (chunk, &word) in logits.chunks_mut(64).zip(&self.bits) {
+            if word == u64::MAX {
+                continue;
+            }
+            for (i, l) in chunk.iter_mut().enumerate() {
+                if word >> i & 1 == 0 {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        for l in logits.iter_mut().skip(self.bits.len() * 64) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+
+    /// How many tokens are allowed.
+    pub fn count(&self) -> usize {
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// A compiled constraint over one vocabulary. Share it (`Arc`) across sequences; each
+/// sequence keeps its own [`StateID`].
+pub struct TokenAutomaton {
+    dfa: dense::DFA<Vec<u32>>,
+    start: StateID,
+    vocab: Arc<Vocabulary>,
+    masks: Mutex<HashMap<StateID, Arc<Allowed>>>,
+}
+
+impl std::fmt::Debug for TokenAutomaton {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAutomaton").field("dfa_bytes", &self.dfa.memory_usage()).finish()
+    }
+}
+
+impl TokenAutomaton {
+    /// Compile `regex` (whole-completion match) over `vocab`.
+    pub fn compile(regex: &str, vocab: Arc<Vocabulary>) -> Result<TokenAutomaton, ConstraintError> {
+        let dfa = byte_dfa(regex)?;
+        let start = dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .map_err(|e| ConstraintError::Invalid(format!("no start state: {e}")))?;
+        Ok(TokenAutomaton { dfa, start, vocab, masks: Mutex::new(HashMap::new()) })
+    }
+
+    /// The state before any text.
+    pub fn start(&self) -> StateID {
+        self.start
+    }
+
+    /// The state after token `id` (end tokens leave it as it is).
+    pub fn advance(&self, state: StateID, id: u32) -> StateID {
+        self.advance_bytes(state, self.vocab.bytes.get(id as usize).map_or(&[], |b| b))
+    }
+
+    /// The state after `bytes`.
+    pub fn advance_bytes(&self, state: StateID, bytes: &[u8]) -> StateID {
+        bytes.iter().fold(state, |s, &b| self.dfa.next_state(s, b))
+    }
+
+    /// Whether `state` can still reach a match.
+    pub fn alive(&self, state: StateID) -> bool {
+        !self.dfa.is_dead_state(state) && !self.dfa.is_quit_state(state)
+    }
+
+    /// Whether the text that led to `state` matches in full.
+    pub fn is_match(&self, state: StateID) -> bool {
+        self.alive(state) && self.dfa.is_match_state(self.dfa.next_eoi_state(state))
+    }
+
+    /// Whether `text` matches in full (for tests and checks).
+    pub fn matches(&self, text: &[u8]) -> bool {
+        self.is_match(self.advance_bytes(self.start, text))
+    }
+
+    /// The tokens allowed after the text that led to `state`.
+    pub fn allowed(&self, state: StateID) -> Arc<Allowed> {
+        if let Some(a) = self.masks.lock().expect("invariant: mask cache lock is never poisoned").get(&state) {
+            return a.clone();
+        }
+        let computed = Arc::new(self.compute(state));
+        let mut masks = self.masks.lock().expect("invariant: mask cache lock is never poisoned");
+        if masks.len() >= MASK_CACHE {
+            masks.clear();
+        }
+        masks.insert(state, computed.clone());
+        computed
+    }
+
+    fn compute(&self, state: StateID) -> Allowed {
+        let v = &self.vocab;
+        let mut bits = vec![0u64; v.size.div_ceil(64)];
+        let mut set = |id: u32| bits[id as usize / 64] |= 1 << (id % 64);
+        let mut any_byte = false;
+        if self.alive(state) {
+            let mut stack: Vec<(u32, StateID)> = vec![(0, state)];
+            while let Some((node, s)) = stack.pop() {
+                for &(b, child) in &v.nodes[node as usize].children {
+                    let next = self.dfa.next_state(s, b);
+                    if !self.alive(next) {
+                        continue;
+                    }
+                    any_byte = true;
+                    v.nodes[child as usize].tokens.iter().for_each(|&t| set(t));
+                    stack.push((child, next));
+                }
+            }
+            // A byte no token starts with can still continue the match (rare: vocabularies
+            // without every single byte); then the match is not complete.
+            any_byte = any_byte || (0..=255u8).any(|b| self.alive(self.dfa.next_state(state, b)));
+        }
+        let end = self.is_match(state);
+        if end {
+            v.end.iter().filter(|&&e| (e as usize) < v.size).for_each(|&e| set(e));
+        }
+        Allowed { bits, end, complete: end && !any_byte }
+    }
+}
+
+/// The anchored, whole-match byte DFA of `regex`.
+fn byte_dfa(regex: &str) -> Result<dense::DFA<Vec<u32>>, ConstraintError> {
+    // Refuse what a DFA cannot do before regex-automata's less specific error.
+    let hir = regex_syntax::ParserBuilder::new()
+        .dot_matches_new_line(true)
+        .build()
+        .parse(regex)
+        .map_err(|e| ConstraintError::Invalid(format!("bad regex: {e}")))?;
+    if hir.properties().look_set().iter().any(|l| !matches!(l, regex_syntax::hir::Look::Start | regex_syntax::hir::Look::End)) {
+        return Err(ConstraintError::Invalid(format!("/{regex}/ uses line anchors or word boundaries, which a constraint cannot express")));
+    }
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .match_kind(MatchKind::All)
+                .dfa_size_limit(Some(DFA_LIMIT))
+                .determinize_size_limit(Some(DFA_LIMIT)),
+        )
+        .syntax(regex_automata::util::syntax::Config::new().dot_matches_new_line(true))
+        .build(&format!(r"(?:{regex})\z"))
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("limit") {
+                ConstraintError::TooLarge(msg)
+            } else {
+                ConstraintError::Invalid(format!("/{regex}/: {msg}"))
+            }
+        })
+}
