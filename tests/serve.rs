@@ -175,6 +175,7 @@ async fn models_lists_the_served_model() {
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
     let m = &body["data"][0];
     assert_eq!((&m["id"], &m["object"], &m["owned_by"]), (&json!("echo-model"), &json!("model"), &json!("labflow")));
+    assert_eq!(m["labflow"]["seeds_choices_independently"], json!(false), "what the teacher declares (the trait's default here)");
     let one: Value = reqwest::get(format!("http://{address}/v1/models/echo-model")).await.expect("get").json().await.expect("json");
     assert_eq!(&one, m);
     let reply = reqwest::get(format!("http://{address}/v1/models/other")).await.expect("get");

@@ -8,6 +8,8 @@
 //! failure) and, for the Python part, `LABFLOW_OPENAI_PYTHON` (`LABFLOW_REQUIRE_OPENAI=1` makes
 //! its absence a failure).
 
+use labflow::store::Location;
+use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
 use labflow::teacher::{ChatMessage, Client, HttpClient, HttpConfig, Prompt, Request, Sampling};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -102,4 +104,31 @@ async fn http_teacher_against_labflow_serve() {
     let b = local.complete(&seeded).await.expect("completions in-process");
     assert_eq!(a.choices.len(), 2);
     assert_eq!(a.choices.iter().map(|c| &c.text).collect::<Vec<_>>(), b.choices.iter().map(|c| &c.text).collect::<Vec<_>>());
+
+    // The server says it seeds choices as the embedded teacher does; a client told so gets a
+    // prompt's missing choices from the response cache in one request, equal to single choices.
+    let models: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/v1/models", server.port))
+        .bearer_auth("embedded-key")
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("models JSON");
+    assert_eq!(models["data"][0]["labflow"]["seeds_choices_independently"], true, "{models}");
+    let mut config = HttpConfig::new(format!("http://127.0.0.1:{}/v1", server.port), "smollm2");
+    config.api_key_env = Some("LABFLOW_TEST_EMBEDDED_KEY".to_string());
+    config.seeds_choices_independently = true;
+    let http = std::sync::Arc::new(HttpClient::new(config).expect("client"));
+    let location = Location::memory(std::sync::Arc::new(object_store::memory::InMemory::new()), "");
+    let cache = std::sync::Arc::new(ResponseCache::open(location, CacheConfig::default()).await.expect("cache"));
+    let cached = CachedClient::new(std::sync::Arc::clone(&http), cache);
+    let three =
+        cached.complete(&Request { sampling: Sampling { n: 3, ..seeded.sampling.clone() }, ..seeded.clone() }).await.expect("cached");
+    assert_eq!(http.stats().requests, 1, "one HTTP request for three choices");
+    for (i, choice) in three.choices.iter().enumerate() {
+        let one = Request { sampling: Sampling { n: 1, seed: Some(5 + i as u64), ..seeded.sampling.clone() }, ..seeded.clone() };
+        assert_eq!(local.complete(&one).await.expect("in-process").choices[0].text, choice.text, "choice {i}");
+    }
 }

@@ -1,15 +1,19 @@
 //! The embedded teacher through the `Client` trait, on the real SmolLM2 GGUF: greedy text equals
 //! llama.cpp's (F32 run, from `tests/fixtures/model/llama_cpp_smollm2.json`), seeded sampling
-//! is reproducible, stop strings and max_tokens end choices, log-probabilities are consistent,
-//! and `score` ranks a right label above a wrong one.
+//! is reproducible, the response cache fetches missing choices in one request and agrees with
+//! uncached single choices, stop strings and max_tokens end choices, log-probabilities are
+//! consistent, and `score` ranks a right label above a wrong one.
 //!
 //! Without the model file the tests print SKIPPED (run `bash models/fetch.sh`); with
 //! `LABFLOW_REQUIRE_MODEL=1` (CI) they fail instead.
 
+use labflow::store::Location;
+use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
+use labflow::teacher::counted::Counted;
 use labflow::teacher::{ChatMessage, Client, EmbeddedTeacher, FinishReason, Prompt, Request, Sampling};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 fn model_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -75,6 +79,29 @@ async fn seeded_sampling_is_reproducible_and_choices_follow_the_seed_convention(
     assert_eq!(a.choices.len(), 2);
     let second = t.complete(&request(prompt, Sampling { n: 1, seed: Some(43), ..sampling })).await.expect("complete");
     assert_eq!(second.choices[0], a.choices[1], "choice i of a seeded request uses seed + i");
+}
+
+#[tokio::test]
+async fn the_cache_asks_for_missing_choices_in_one_request_and_agrees_with_single_choices() {
+    let Some(t) = teacher() else { return };
+    assert!(t.seeds_choices_independently());
+    let counted = Counted::new(Arc::new(t.clone()));
+    let location = Location::memory(Arc::new(object_store::memory::InMemory::new()), "");
+    let cache = Arc::new(ResponseCache::open(location, CacheConfig::default()).await.expect("open cache"));
+    let cached = CachedClient::new(Arc::clone(&counted), cache);
+    let prompt = Prompt::Chat(vec![ChatMessage::new("user", "Name a color.")]);
+    let sampling = |n, seed| Sampling { temperature: 0.9, top_p: 0.95, max_tokens: 6, seed: Some(seed), n, ..Sampling::default() };
+    let three = cached.complete(&request(prompt.clone(), sampling(3, 9))).await.expect("complete");
+    assert_eq!(counted.calls(), 1, "one request for three fresh choices");
+    let five = cached.complete(&request(prompt.clone(), sampling(5, 9))).await.expect("complete");
+    assert_eq!(counted.calls(), 2, "one request for choices 3 and 4");
+    assert_eq!(five.choices[..3], three.choices[..]);
+    // The reference: uncached, one choice per request with seed 9 + i; and uncached n = 5.
+    for (i, choice) in five.choices.iter().enumerate() {
+        let one = t.complete(&request(prompt.clone(), sampling(1, 9 + i as u64))).await.expect("complete");
+        assert_eq!(&one.choices[0], choice, "choice {i}");
+    }
+    assert_eq!(t.complete(&request(prompt, sampling(5, 9))).await.expect("complete").choices, five.choices);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use clap::Args;
 use labflow::serve::{self, ServeOptions};
 use labflow::store::Location;
 use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
-use labflow::teacher::{ChatMessage, Client, Prompt, Request, Sampling};
+use labflow::teacher::{ChatMessage, Client, HttpConfig, Prompt, Request, Sampling};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The model: a GGUF file, a Hugging Face safetensors folder, or the URL of an
-    /// OpenAI-compatible server.
+    /// The model: a GGUF file, a Hugging Face safetensors folder, or an OpenAI-compatible
+    /// server `http://HOST:PORT/v1#MODEL` (`/v1?seeds_choices_independently=true#MODEL` when it
+    /// answers choice i of a seeded request as one choice with seed + i, as `labflow serve` does).
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// Address to listen on. Anything but loopback makes the model reachable from the network.
@@ -42,8 +43,9 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
-    /// The model: a GGUF file, a Hugging Face safetensors folder, or the URL of an
-    /// OpenAI-compatible server.
+    /// The model: a GGUF file, a Hugging Face safetensors folder, or an OpenAI-compatible
+    /// server `http://HOST:PORT/v1#MODEL` (`/v1?seeds_choices_independently=true#MODEL` when it
+    /// answers choice i of a seeded request as one choice with seed + i, as `labflow serve` does).
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// The user message; read from standard input when absent.
@@ -67,9 +69,9 @@ pub struct ChatArgs {
 
 /// Open the teacher named by `--model`: the one place a model argument becomes a [`Client`].
 ///
-/// - `http://HOST:PORT/v1#MODEL` (or https): an upstream OpenAI-compatible server through
-///   `teacher::http`; `#MODEL` names the model there (default `default`), and the API key, if
-///   any, is read from `OPENAI_API_KEY`.
+/// - `http://HOST:PORT/v1[?OPTIONS]#MODEL` (or https): an upstream OpenAI-compatible server
+///   through `teacher::http`; `#MODEL` names the model there (default `default`), OPTIONS are
+///   labflow's own ([`http_config`]), and the API key, if any, is read from `OPENAI_API_KEY`.
 /// - a GGUF file, or a Hugging Face safetensors folder (config.json, model.safetensors or its
 ///   shards, tokenizer.json, tokenizer_config.json): the embedded model, in this process.
 pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
@@ -78,11 +80,10 @@ pub(super) fn open_teacher(model: &str) -> Result<Arc<dyn Client>> {
 
 /// [`open_teacher`], letting the caller adjust the HTTP client's settings (`generate` sizes its
 /// requests in flight from `--max-in-flight`).
-pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut labflow::teacher::HttpConfig)) -> Result<Arc<dyn Client>> {
+pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut HttpConfig)) -> Result<Arc<dyn Client>> {
     let lower = model.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        let (base, name) = model.split_once('#').unwrap_or((model, "default"));
-        let mut config = labflow::teacher::HttpConfig::new(base.trim_end_matches('/'), name);
+        let mut config = http_config(model)?;
         if std::env::var_os("OPENAI_API_KEY").is_some() {
             config.api_key_env = Some("OPENAI_API_KEY".to_string());
         }
@@ -94,6 +95,27 @@ pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut labflow::teacher
         bail!("model `{model}` not found; fetch the default model (SmolLM2-135M-Instruct GGUF) with `bash models/fetch.sh`");
     }
     Ok(Arc::new(labflow::teacher::EmbeddedTeacher::load(path)?))
+}
+
+/// The HTTP client's settings from a teacher spec `http(s)://HOST:PORT/v1[?OPTIONS][#MODEL]`.
+///
+/// OPTIONS are `&`-separated `KEY=VALUE` pairs for labflow, never sent to the server (which gets
+/// the URL without them). The one option: `seeds_choices_independently=true|false` (default
+/// false) says the server answers choice `i` of a seeded request as a request for one choice
+/// with seed `seed + i`, as `labflow serve` over the embedded teacher does; the response cache
+/// then fetches a prompt's missing choices in one request instead of one per choice.
+fn http_config(spec: &str) -> Result<HttpConfig> {
+    let (url, name) = spec.split_once('#').unwrap_or((spec, "default"));
+    let (base, options) = url.split_once('?').unwrap_or((url, ""));
+    let mut config = HttpConfig::new(base.trim_end_matches('/'), name);
+    for option in options.split('&').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some(("seeds_choices_independently", "true")) => config.seeds_choices_independently = true,
+            Some(("seeds_choices_independently", "false")) => config.seeds_choices_independently = false,
+            _ => bail!("unknown option `{option}` in the teacher URL `{spec}`; the one option is seeds_choices_independently=true|false"),
+        }
+    }
+    Ok(config)
 }
 
 /// Put the response cache at `spec` in front of `client`.
@@ -172,5 +194,21 @@ mod tests {
         assert_eq!(model_name("http://h:1/v1"), "http://h:1/v1");
         let err = open_teacher("/no/such/model.gguf").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("bash models/fetch.sh"), "{err}");
+    }
+
+    #[test]
+    fn http_specs_take_labflow_options_out_of_the_url() {
+        let c = http_config("http://h:1/v1/#smol").unwrap();
+        assert_eq!((c.base_url.as_str(), c.model.as_str(), c.seeds_choices_independently), ("http://h:1/v1", "smol", false));
+        let c = http_config("http://h:1/v1?seeds_choices_independently=true#smol").unwrap();
+        assert_eq!((c.base_url.as_str(), c.model.as_str(), c.seeds_choices_independently), ("http://h:1/v1", "smol", true));
+        let c = http_config("https://h/v1?seeds_choices_independently=false").unwrap();
+        assert_eq!((c.base_url.as_str(), c.model.as_str(), c.seeds_choices_independently), ("https://h/v1", "default", false));
+        for bad in
+            ["http://h/v1?seeds_choices_independently=yes#m", "http://h/v1?api-version=1#m", "http://h/v1?seeds_choices_independently#m"]
+        {
+            let err = http_config(bad).unwrap_err().to_string();
+            assert!(err.contains("seeds_choices_independently=true|false"), "{err}");
+        }
     }
 }

@@ -79,11 +79,21 @@ async fn authorize(State(state): State<Shared>, request: HttpRequest, next: Next
     }
 }
 
+/// The model object of `/v1/models`: OpenAI's fields, and under `labflow` what a labflow client
+/// may rely on (`seeds_choices_independently`: choice i of a seeded request is answered as one
+/// choice with seed + i, see [`Client::seeds_choices_independently`]).
+fn model_object(state: &Served) -> serde_json::Value {
+    json!({
+        "id": state.model,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "labflow",
+        "labflow": {"seeds_choices_independently": state.client.seeds_choices_independently()},
+    })
+}
+
 async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"}],
-    }))
+    Json(json!({"object": "list", "data": [model_object(&state)]}))
 }
 
 async fn model(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -96,7 +106,7 @@ async fn model(State(state): State<Shared>, Path(id): Path<String>) -> Result<Js
             code: Some("model_not_found"),
         });
     }
-    Ok(Json(json!({"id": state.model, "object": "model", "created": state.started, "owned_by": "labflow"})))
+    Ok(Json(model_object(&state)))
 }
 
 async fn chat(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

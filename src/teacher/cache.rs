@@ -5,6 +5,17 @@
 //! JSON rendering of (the inner client's identity, the request exactly as given with `n` left
 //! out, `i`), so a request for `n = 4` after one for `n = 2` asks the teacher for choices 2 and
 //! 3 only. `score` calls are cached whole, keyed by (identity, prompt, continuations).
+//!
+//! Missing choices of a seeded request are fetched so that choice `i` is always what the inner
+//! client returns for `n = 1` and seed `seed + i` (wrapping), whatever was cached before. When
+//! the inner client declares [`Client::seeds_choices_independently`] (the embedded teacher does),
+//! each maximal run of consecutive missing indexes `[a, b)` is one inner request with `n = b - a`
+//! and seed `seed + a`, so the teacher prefills the prompt once per run: a fresh `n = 4` is one
+//! call, choices 2 and 3 after a cached `n = 2` are one call with seed `seed + 2`, and holes at
+//! 1 and 3 are two calls. Otherwise each missing choice is its own `n = 1` request with seed
+//! `seed + i`. Without a seed, all missing choices are one request with `n` = their count. The
+//! requests of one call run concurrently.
+//!
 //! Persistence, crash safety and compaction live in `log`, the record format in `segment`.
 
 mod log;
@@ -46,12 +57,14 @@ fn score_key(identity: &str, prompt: &Prompt, continuations: &[String]) -> Key {
 
 /// A [`Client`] answering from a [`ResponseCache`] and asking `inner` only for what is missing.
 ///
-/// How missing choices are fetched: with a seed, one inner call per missing choice `i`, with
-/// `n = 1` and seed `seed + i` (wrapping). That makes each choice a function of its own index
-/// only, so it can be cached and fetched independently, and choice 0 equals what the uncached
-/// client returns for `n = 1`. (For `n > 1` the choices differ from what the inner client would
-/// have sampled in one call; both are valid samples.) Without a seed, one inner call with
-/// `n = missing count`: the answer is random anyway, and one call is cheaper.
+/// How missing choices are fetched (module doc): with a seed, choice `i` is what the inner
+/// client returns for `n = 1` and seed `seed + i` (wrapping), so each choice is a function of its
+/// own index only and can be cached and fetched on its own. An inner client that
+/// [seeds choices independently](Client::seeds_choices_independently) gets one request per run
+/// of consecutive missing choices; any other gets one `n = 1` request per missing choice (its
+/// choices for `n > 1` may then differ from what it would have sampled in one call; both are
+/// valid samples). Without a seed, one inner call with `n = missing count`: the answer is random
+/// anyway, and one call is cheaper.
 ///
 /// `usage` in a response counts only what the inner client spent on this call; hits cost zero.
 /// Two concurrent identical misses both reach the teacher; the first answer stored wins.
@@ -73,40 +86,52 @@ impl<C: Client + ?Sized> CachedClient<C> {
         &self.cache
     }
 
+    /// The inner requests that fetch the choices at `missing` (ascending indexes of `request`),
+    /// each with how many choices it must return; their choices, concatenated in this order,
+    /// are those of `missing` in order.
+    fn plan(&self, request: &Request, missing: &[u32]) -> Vec<(Request, usize)> {
+        let with = |n: u32, seed: Option<u64>| {
+            let mut r = request.clone();
+            r.sampling.n = n;
+            r.sampling.seed = seed;
+            (r, n as usize)
+        };
+        let Some(seed) = request.sampling.seed else {
+            let n = u32::try_from(missing.len()).expect("invariant: at most n indexes are missing");
+            return vec![with(n, None)];
+        };
+        if !self.inner.seeds_choices_independently() {
+            return missing.iter().map(|&i| with(1, Some(seed.wrapping_add(u64::from(i))))).collect();
+        }
+        // Maximal runs [a, b) of consecutive indexes: one request each, n = b - a, seed + a.
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for &i in missing {
+            match runs.last_mut() {
+                Some((_, b)) if *b == i => *b += 1,
+                _ => runs.push((i, i + 1)),
+            }
+        }
+        runs.into_iter().map(|(a, b)| with(b - a, Some(seed.wrapping_add(u64::from(a))))).collect()
+    }
+
     /// Ask the inner client for the choices at `missing` indexes, in that order.
     async fn fetch(&self, request: &Request, missing: &[u32]) -> Result<(Vec<super::Choice>, Usage), TeacherError> {
+        let plan = self.plan(request, missing);
+        // Concurrently: the engine wants the teacher busy (invariant 2).
+        let responses = futures::future::try_join_all(plan.iter().map(|(r, _)| self.inner.complete(r))).await?;
         let mut usage = Usage::default();
         let mut choices = Vec::with_capacity(missing.len());
-        let responses = match request.sampling.seed {
-            Some(seed) => {
-                let requests: Vec<Request> = missing
-                    .iter()
-                    .map(|&i| {
-                        let mut one = request.clone();
-                        one.sampling.n = 1;
-                        one.sampling.seed = Some(seed.wrapping_add(u64::from(i)));
-                        one
-                    })
-                    .collect();
-                // Concurrently: the engine wants the teacher busy (invariant 2).
-                futures::future::try_join_all(requests.iter().map(|r| self.inner.complete(r))).await?
+        for ((_, want), response) in plan.iter().zip(responses) {
+            // Per request, so a short answer cannot shift later choices onto the wrong indexes.
+            if response.choices.len() != *want {
+                return Err(TeacherError::Data {
+                    endpoint: self.identity.clone(),
+                    message: format!("asked for {want} choices, got {}", response.choices.len()),
+                });
             }
-            None => {
-                let mut all = request.clone();
-                all.sampling.n = u32::try_from(missing.len()).expect("invariant: at most n indexes are missing");
-                vec![self.inner.complete(&all).await?]
-            }
-        };
-        for response in responses {
             usage.prompt_tokens += response.usage.prompt_tokens;
             usage.completion_tokens += response.usage.completion_tokens;
             choices.extend(response.choices);
-        }
-        if choices.len() != missing.len() {
-            return Err(TeacherError::Data {
-                endpoint: self.identity.clone(),
-                message: format!("asked for {} choices, got {}", missing.len(), choices.len()),
-            });
         }
         Ok((choices, usage))
     }
@@ -158,12 +183,171 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
             Ok(scores)
         })
     }
+
+    /// True whatever the inner client declares: choice `i` of seed `s` is always fetched as the
+    /// inner client's answer for `n = 1` and seed `s + i` (directly, or within a run when the
+    /// inner client seeds choices independently), which is how choice 0 of seed `s + i` is
+    /// fetched too. Equal answers then need only a deterministic inner client, as any cache hit does.
+    fn seeds_choices_independently(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::teacher::{ChatMessage, Sampling};
+    use crate::store::Location;
+    use crate::teacher::counted::Counted;
+    use crate::teacher::{ChatMessage, Choice, FinishReason, Sampling};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A fake inner client that records `(n, seed)` of every completion it is asked for. When
+    /// `independent`, choice `j` is text derived from (prompt, `seed + j`) only, as it declares;
+    /// otherwise from (prompt, seed, j, n), so its choices depend on `n`.
+    struct FakeTeacher {
+        independent: bool,
+        calls: Mutex<Vec<(u32, Option<u64>)>>,
+    }
+
+    impl FakeTeacher {
+        fn new(independent: bool) -> Arc<FakeTeacher> {
+            Arc::new(FakeTeacher { independent, calls: Mutex::new(Vec::new()) })
+        }
+
+        /// The calls since the last look, sorted (the cache sends a call's requests concurrently).
+        fn calls(&self) -> Vec<(u32, Option<u64>)> {
+            let mut calls = std::mem::take(&mut *self.calls.lock().expect("lock"));
+            calls.sort();
+            calls
+        }
+    }
+
+    impl Client for FakeTeacher {
+        fn identity(&self) -> String {
+            format!("fake(independent={})", self.independent)
+        }
+
+        fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
+            let s = &request.sampling;
+            self.calls.lock().expect("lock").push((s.n, s.seed));
+            let text = |j: u32| match (self.independent, s.seed) {
+                (true, Some(seed)) => format!("{:?}|seed {}", request.prompt, seed.wrapping_add(u64::from(j))),
+                _ => format!("{:?}|seed {:?}|choice {j} of {}", request.prompt, s.seed, s.n),
+            };
+            let choices = (0..s.n).map(|j| Choice { text: text(j), finish_reason: FinishReason::Stop, logprobs: None }).collect();
+            let usage = Usage { prompt_tokens: 3, completion_tokens: u64::from(s.n) };
+            Box::pin(async move { Ok(Response { choices, usage }) })
+        }
+
+        fn score<'a>(&'a self, _: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
+            let scores = vec![0.0; continuations.len()];
+            Box::pin(async move { Ok(scores) })
+        }
+
+        fn seeds_choices_independently(&self) -> bool {
+            self.independent
+        }
+    }
+
+    async fn cached(inner: &Arc<FakeTeacher>) -> CachedClient<FakeTeacher> {
+        let location = Location::memory(Arc::new(object_store::memory::InMemory::new()), "");
+        let config = CacheConfig { flush_interval: Duration::from_secs(3600), compact_above: 64 };
+        CachedClient::new(Arc::clone(inner), Arc::new(ResponseCache::open(location, config).await.expect("open cache")))
+    }
+
+    fn seeded(n: u32, seed: u64) -> Request {
+        let mut r = request();
+        r.sampling.n = n;
+        r.sampling.seed = Some(seed);
+        r
+    }
+
+    /// The reference: choice `i` is what a fresh inner client answers for n = 1, seed + i.
+    async fn one_by_one(independent: bool, request: &Request) -> Vec<Choice> {
+        let fresh = FakeTeacher::new(independent);
+        let mut out = Vec::new();
+        for i in 0..request.sampling.n {
+            let seed = request.sampling.seed.map(|s| s.wrapping_add(u64::from(i)));
+            let one = Request { sampling: Sampling { n: 1, seed, ..request.sampling.clone() }, ..request.clone() };
+            out.extend(fresh.complete(&one).await.expect("complete").choices);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn independent_inner_gets_one_request_per_run_of_missing_choices() {
+        let inner = FakeTeacher::new(true);
+        let client = cached(&inner).await;
+
+        // Fresh n = 4: one call.
+        let four = client.complete(&seeded(4, 7)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(4, Some(7))]);
+        assert_eq!(four.choices, one_by_one(true, &seeded(4, 7)).await);
+        assert_eq!(four.usage, Usage { prompt_tokens: 3, completion_tokens: 4 }, "one prefill");
+
+        // Choices 0..2 cached, then n = 5: one call for [2, 5) with seed + 2.
+        let two = client.complete(&seeded(2, 100)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(2, Some(100))]);
+        let five = client.complete(&seeded(5, 100)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(3, Some(102))]);
+        assert_eq!(five.choices[..2], two.choices[..]);
+        assert_eq!(five.choices, one_by_one(true, &seeded(5, 100)).await);
+    }
+
+    #[tokio::test]
+    async fn holes_are_fetched_run_by_run() {
+        let inner = FakeTeacher::new(true);
+        let client = cached(&inner).await;
+        // Choices 0 and 2 cached (as a torn segment or a concurrent writer can leave them).
+        let want = one_by_one(true, &seeded(6, 50)).await;
+        for i in [0u32, 2] {
+            client.cache.insert(complete_key(&client.identity, &seeded(6, 50), i), &Entry::Choice(want[i as usize].clone()));
+        }
+        let six = client.complete(&seeded(6, 50)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(1, Some(51)), (3, Some(53))], "runs [1, 2) and [3, 6)");
+        assert_eq!(six.choices, want);
+    }
+
+    #[tokio::test]
+    async fn runs_wrap_the_seed_like_single_choices() {
+        let inner = FakeTeacher::new(true);
+        let client = cached(&inner).await;
+        let three = client.complete(&seeded(3, u64::MAX)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(3, Some(u64::MAX))]);
+        assert_eq!(three.choices, one_by_one(true, &seeded(3, u64::MAX)).await);
+        let again = client.complete(&seeded(1, 1)).await.expect("complete");
+        assert_eq!(again.choices[..], three.choices[2..], "choice 2 of seed MAX is choice 0 of seed 1");
+    }
+
+    #[tokio::test]
+    async fn other_inner_clients_still_get_one_request_per_seeded_choice() {
+        let inner = FakeTeacher::new(false);
+        let client = cached(&inner).await;
+        let four = client.complete(&seeded(4, 7)).await.expect("complete");
+        assert_eq!(inner.calls(), vec![(1, Some(7)), (1, Some(8)), (1, Some(9)), (1, Some(10))]);
+        assert_eq!(four.choices, one_by_one(false, &seeded(4, 7)).await);
+
+        // Unseeded: one call for all missing choices, either way.
+        for independent in [false, true] {
+            let inner = FakeTeacher::new(independent);
+            let client = cached(&inner).await;
+            let mut unseeded = request();
+            unseeded.sampling = Sampling { n: 3, seed: None, ..Sampling::default() };
+            assert_eq!(client.complete(&unseeded).await.expect("complete").choices.len(), 3);
+            assert_eq!(inner.calls(), vec![(3, None)]);
+        }
+    }
+
+    #[tokio::test]
+    async fn wrappers_declare_the_seed_convention() {
+        for independent in [false, true] {
+            let inner = FakeTeacher::new(independent);
+            assert_eq!(Counted::new(inner.clone()).seeds_choices_independently(), independent, "counted forwards");
+            // The cache keeps the convention itself: choice i is always fetched as n = 1, seed + i.
+            assert!(cached(&inner).await.seeds_choices_independently());
+        }
+    }
 
     fn request() -> Request {
         Request {

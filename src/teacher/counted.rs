@@ -35,4 +35,7 @@ impl Client for Counted {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.score(prompt, continuations)
     }
+    fn seeds_choices_independently(&self) -> bool {
+        self.inner.seeds_choices_independently()
+    }
 }

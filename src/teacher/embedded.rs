@@ -4,8 +4,10 @@
 //! It renders chat prompts with the model's own template, tokenizes with the model's tokenizer
 //! (rebuilt from the GGUF metadata, or the folder's `tokenizer.json`), and decodes with [`crate::model::Model`] and [`crate::model::sample::Sampler`].
 //! Each choice of a request is one sequence on its own KV cache cloned from one shared prefill of
-//! the prompt; choice `i` of a seeded request uses seed `seed + i`, the same convention the
-//! response cache uses when it splits a request, so cached and uncached runs agree.
+//! the prompt; choice `i` of a seeded request uses seed `seed + i`, so it equals what an `n = 1`
+//! request with that seed returns ([`Client::seeds_choices_independently`]). The response cache
+//! relies on that to fetch several missing choices in one request, and cached and uncached runs
+//! agree.
 //!
 //! Continuous batching: prefill runs on tokio's blocking pool (`Model::forward`, f32), then the
 //! request's sequences go through a channel to one decode thread that owns the decode loop. Every
@@ -497,5 +499,11 @@ impl Client for EmbeddedTeacher {
                 .await
                 .map_err(|e| TeacherError::Unsupported(format!("score task failed: {e}")))?
         })
+    }
+
+    /// True: choice `i` samples with seed `seed + i` from the shared prefill, and a sequence's
+    /// logits do not depend on the sequences decoded beside it (module doc).
+    fn seeds_choices_independently(&self) -> bool {
+        true
     }
 }

@@ -64,6 +64,13 @@ pub struct HttpConfig {
     /// `labflow serve` speaks `vllm`. Default `none`: constraints are not sent.
     #[serde(default)]
     pub constraints: Dialect,
+    /// Whether the server seeds choice `i` of a request with seed `s` exactly as a request for
+    /// `n = 1` with seed `s + i` ([`Client::seeds_choices_independently`]), so the response cache
+    /// may ask it for several choices in one request. `labflow serve` over the embedded teacher
+    /// does, and says so under `/v1/models`; vLLM, llama.cpp and hosted APIs promise nothing of
+    /// the kind. Default false.
+    #[serde(default)]
+    pub seeds_choices_independently: bool,
 }
 
 fn default_max_in_flight() -> usize {
@@ -95,6 +102,7 @@ impl HttpConfig {
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             constraints: Dialect::None,
+            seeds_choices_independently: false,
         }
     }
 }
@@ -449,6 +457,11 @@ impl Client for HttpClient {
         self.complete_all(request).boxed()
     }
 
+    /// As configured ([`HttpConfig::seeds_choices_independently`]): only the server can know.
+    fn seeds_choices_independently(&self) -> bool {
+        self.config.seeds_choices_independently
+    }
+
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
         async move {
             let text = match prompt {
@@ -485,6 +498,10 @@ mod tests {
         let c: HttpConfig = serde_json::from_str(r#"{"base_url": "http://127.0.0.1:8080/v1", "model": "m"}"#).unwrap();
         assert_eq!(c, HttpConfig::new("http://127.0.0.1:8080/v1", "m"));
         assert_eq!((c.max_in_flight, c.timeout_secs, c.max_retries, c.backoff_initial_ms, c.backoff_max_ms), (8, 120, 5, 500, 30_000));
+        assert!(!c.seeds_choices_independently && !HttpClient::new(c.clone()).unwrap().seeds_choices_independently());
+        let yes: HttpConfig =
+            serde_json::from_str(r#"{"base_url": "http://h/v1", "model": "m", "seeds_choices_independently": true}"#).unwrap();
+        assert!(HttpClient::new(yes).unwrap().seeds_choices_independently());
         let e = serde_json::from_str::<HttpConfig>(r#"{"base_url": "x", "model": "m", "api_key": "sk"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `api_key`"), "{e}");
     }

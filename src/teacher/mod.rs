@@ -33,4 +33,16 @@ pub trait Client: Send + Sync {
     /// Natural-log probability of each continuation given the prompt (summed over its tokens):
     /// how judges score labels such as YES/NO or 1/2/3 without generating text.
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>>;
+
+    /// Whether choice `i` of a seeded request (seed `s`, any `n`) is exactly what the same
+    /// request with `n = 1` and seed `s + i` (wrapping) returns: each choice is then a function of
+    /// its own seed only, not of `n` or of the choices beside it. The embedded teacher works this
+    /// way; the response cache relies on it to fetch a run of missing choices in one request (one
+    /// prefill of the prompt) instead of one request per choice.
+    ///
+    /// Default `false`: OpenAI-compatible servers (vLLM, llama.cpp, hosted APIs) promise nothing
+    /// of the kind. Say `true` only when it holds for every seeded request.
+    fn seeds_choices_independently(&self) -> bool {
+        false
+    }
 }

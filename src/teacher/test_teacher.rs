@@ -2,7 +2,8 @@
 //! property tests and operator tests can run without a model. Not a model: never use it for data.
 //!
 //! A completion fills every `[Start of X]` … `[End of X]` pair the prompt mentions, in order of
-//! first mention, `items` times, with words derived from a hash of (prompt, seed, choice, X); a
+//! first mention, `items` times, with words derived from a hash of (prompt, seed + choice, X) (so
+//! choice `i` of seed `s` is choice 0 of seed `s + i`, as with the embedded teacher); a
 //! part whose name contains "score" gets a digit 0–2, after a numbered list of `items` lines (and
 //! `Question:`/`Answer:` pairs when the prompt shows that layout). Scores of continuations are hash-derived
 //! log-probabilities. An optional delay makes replies take time (for streaming tests).
@@ -134,6 +135,11 @@ impl Client for TestTeacher {
             Ok(continuations.iter().map(|c| -((hash(&[&text, c]) % 1000) as f64) / 100.0).collect())
         })
     }
+
+    /// True: choice `i` is derived from (prompt, `seed + i`) only ([`TestTeacher::text`]).
+    fn seeds_choices_independently(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +165,20 @@ mod tests {
         let s = t.score(&req.prompt, &["0".into(), "1".into()]).await.unwrap();
         assert_eq!(s, t.score(&req.prompt, &["0".into(), "1".into()]).await.unwrap());
         assert_eq!(t.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn choice_i_of_seed_s_is_choice_0_of_seed_s_plus_i() {
+        let t = TestTeacher::new(1, Duration::ZERO);
+        assert!(t.seeds_choices_independently());
+        let req = |n, seed| Request {
+            model: String::new(),
+            prompt: Prompt::Text("Write [Start of Question] q [End of Question]".into()),
+            sampling: Sampling { n, seed: Some(seed), ..Sampling::default() },
+        };
+        let three = t.complete(&req(3, u64::MAX)).await.unwrap();
+        for (i, seed) in [u64::MAX, 0, 1].into_iter().enumerate() {
+            assert_eq!(t.complete(&req(1, seed)).await.unwrap().choices[0], three.choices[i], "choice {i}");
+        }
     }
 }
