@@ -15,7 +15,7 @@
 
 use crate::operators::batch::{self, row_ids, row_json, schema_with, text_field};
 use crate::operators::generate::{row_seed, Prompts, SamplingConfig, SelectConfig};
-use crate::operators::parse::{ParseConfig, ParseSpec};
+use crate::operators::parse::{ParseConfig, ParseSpec, Shape};
 use crate::operators::{Answer, BuildContext, Call, CallCost, Calls, OpError, Operator, Output, Reject, Step, TeacherStep};
 use crate::pipeline::prompt::PromptConfig;
 use crate::teacher::{Request, Sampling};
@@ -69,6 +69,14 @@ pub struct Config {
     /// Lay the prompt out as the reference does (every part in one user message).
     #[serde(default)]
     pub system_in_user: bool,
+    /// `generate` only: constrain the reply to the parse format with a label from `labels`
+    /// (structured generation; teachers that cannot take constraints ignore it). Default true.
+    #[serde(default = "yes")]
+    pub constrain: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_output() -> String {
@@ -123,7 +131,13 @@ impl Step for Config {
             }
         };
         let greedy = Sampling { temperature: 0.0, ..ctx.sampling.clone() };
-        let sampling = ctx.capped(Sampling { n: 1, ..self.sampling.over(&greedy) });
+        let mut sampling = ctx.capped(Sampling { n: 1, ..self.sampling.over(&greedy) });
+        if let Some(spec) = &parse {
+            // The reply is one explanation-and-label item with the label among `labels`.
+            let columns: Vec<String> = self.explanation.iter().cloned().chain(std::iter::once(self.output.clone())).collect();
+            let shape = Shape { labels: [(self.output.clone(), self.labels.clone())].into(), max_items: Some(1), ..Shape::default() };
+            sampling.constraint = if self.constrain { spec.constraint(&columns, &shape) } else { None };
+        }
         Ok(Operator::Teacher(Arc::new(Critique {
             name: name.to_string(),
             prompts,
@@ -271,6 +285,7 @@ mod tests {
             parse: None,
             sampling: SamplingConfig::default(),
             system_in_user: false,
+            constrain: true,
         }
     }
 

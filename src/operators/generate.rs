@@ -12,7 +12,7 @@
 //! ConditionalLLMBlock); a value with no prompt rejects the row.
 
 use crate::operators::batch::{self, child_id, row_ids, row_json, schema_with, text_field};
-use crate::operators::parse::{ParseConfig, ParseSpec};
+use crate::operators::parse::{ParseConfig, ParseSpec, Shape};
 use crate::operators::{Answer, BuildContext, Call, CallCost, Calls, OpError, Operator, Output, Reject, Step, TeacherStep};
 use crate::pipeline::prompt::{PromptConfig, PromptTemplate};
 use crate::teacher::{FinishReason, Request, Sampling};
@@ -133,6 +133,24 @@ pub struct Config {
     /// Lay the prompt out as the reference does (every part in one user message).
     #[serde(default)]
     pub system_in_user: bool,
+    /// Output column → the values it may take (e.g. `score: ["0", "1"]`); items with another
+    /// value are dropped, and the constraint allows only these.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// Output columns that hold a number (scores a later `filter` casts).
+    #[serde(default)]
+    pub numeric: Vec<String>,
+    /// Most items one completion may hold (default: no limit).
+    #[serde(default)]
+    pub max_items: Option<u32>,
+    /// Constrain decoding to the parse format (structured generation; teachers that cannot take
+    /// constraints ignore it). Default true.
+    #[serde(default = "yes")]
+    pub constrain: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The prompt(s) of a step: one, or one per value of a column.
@@ -233,6 +251,7 @@ pub struct Generate {
     set: Vec<(String, serde_json::Value)>,
     sampling: Sampling,
     seed: u64,
+    labels: BTreeMap<String, Vec<String>>,
 }
 
 impl Step for Config {
@@ -253,7 +272,19 @@ impl Step for Config {
                 return Err(OpError::spec(name, format!("set.{k}: only text and whole numbers can be set, not {v}")));
             }
         }
-        let sampling = ctx.capped(Sampling { n, ..self.sampling.over(&ctx.sampling) });
+        for col in self.labels.keys().chain(&self.numeric) {
+            if !self.output.contains(col) {
+                return Err(OpError::spec(name, format!("labels/numeric name {col:?}, which is not an output column ({})", self.output.join(", "))));
+            }
+        }
+        if self.max_items == Some(0) {
+            return Err(OpError::spec(name, "max_items is 0: allow at least one item"));
+        }
+        let mut sampling = ctx.capped(Sampling { n, ..self.sampling.over(&ctx.sampling) });
+        if self.constrain {
+            let shape = Shape { labels: self.labels.clone(), numeric: self.numeric.clone(), max_items: self.max_items };
+            sampling.constraint = parse.constraint(&self.output, &shape);
+        }
         Ok(Operator::Teacher(Arc::new(Generate {
             name: name.to_string(),
             prompts,
@@ -263,6 +294,7 @@ impl Step for Config {
             set: self.set.into_iter().collect(),
             sampling,
             seed: ctx.seed,
+            labels: self.labels,
         })))
     }
 }
@@ -276,6 +308,13 @@ fn set_field(name: &str, v: &serde_json::Value) -> Field {
 }
 
 impl Generate {
+    /// The items of a completion whose labelled columns hold one of their labels.
+    fn items(&self, text: &str) -> Vec<Vec<String>> {
+        let mut items = self.parse.parse(text, &self.output);
+        items.retain(|item| self.output.iter().zip(item).all(|(col, v)| self.labels.get(col).is_none_or(|l| l.contains(v))));
+        items
+    }
+
     fn out_schema(&self, input: &SchemaRef) -> SchemaRef {
         let mut fields: Vec<Field> = self.set.iter().map(|(k, v)| set_field(k, v)).collect();
         fields.extend(self.output.iter().map(|c| text_field(c)));
@@ -321,7 +360,7 @@ impl TeacherStep for Generate {
         let mut values: Vec<Vec<String>> = vec![Vec::new(); self.output.len()];
         let mut truncated_unparsed = 0;
         for (c, choice) in response.choices.iter().enumerate() {
-            let items = self.parse.parse(&choice.text, &self.output);
+            let items = self.items(&choice.text);
             if items.is_empty() && choice.finish_reason == FinishReason::Length {
                 truncated_unparsed += 1;
             }
@@ -361,7 +400,7 @@ impl TeacherStep for Generate {
             Answer::Complete(Ok(r)) => r.choices.as_slice(),
             _ => &[],
         });
-        choices.filter(|c| self.parse.parse(&c.text, &self.output).is_empty()).count() as u64
+        choices.filter(|c| self.items(&c.text).is_empty()).count() as u64
     }
 }
 

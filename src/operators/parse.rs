@@ -16,8 +16,10 @@
 //! Deterministic. A completion with no item is reported by the caller as a reject with
 //! [`ParseSpec::describe`] in the reason.
 
+use crate::teacher::constraint::Constraint;
 use fancy_regex::Regex;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// How to read a completion, as written in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -188,6 +190,103 @@ fn parse_json(text: &str, columns: &[String]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// What a step knows of its output values beyond the parse spec: the keys `labels`,
+/// `numeric` and `max_items` of `generate` (and a judge's labels). It narrows the constraint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shape {
+    /// Output column → the values it may take.
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// Output columns that hold a number (a score read with a numeric cast).
+    pub numeric: Vec<String>,
+    /// Most items one completion may hold.
+    pub max_items: Option<u32>,
+}
+
+/// Whitespace allowed around values and between items: bounded, so no completion pads forever.
+const WS: &str = "[ \n]{0,4}";
+/// A number as judges write scores.
+const NUMBER: &str = "[0-9]{1,3}(?:\\.[0-9]{1,2})?";
+
+impl ParseSpec {
+    /// The decoding constraint under which every completion parses into 1..=`max_items` items
+    /// (ARCHITECTURE.md: the format a step expects is a constraint, not a hope). `None` where
+    /// the spec cannot be one: `text` without labels, tags with an empty side, or a regex with
+    /// look-around (the reference's knowledge parser) — those completions are parsed and
+    /// rejected as they come. Tag values are free text up to the first character of their end
+    /// tag (so `[^\[]` for `[End of …]` tags) and must hold a non-space.
+    pub fn constraint(&self, columns: &[String], shape: &Shape) -> Option<Constraint> {
+        let value = |col: &str, stop: Option<char>| -> String {
+            if let Some(labels) = shape.labels.get(col).filter(|l| !l.is_empty()) {
+                format!("{WS}{}{WS}", crate::teacher::constraint::choice_regex(labels))
+            } else if shape.numeric.iter().any(|c| c == col) {
+                format!("{WS}{NUMBER}{WS}")
+            } else {
+                let not = stop.map(|c| regex_syntax::escape(&c.to_string())).unwrap_or_default();
+                format!("{WS}[^{not}\\s][^{not}]*")
+            }
+        };
+        let items = |item: String| -> String {
+            let more = match shape.max_items {
+                Some(k) => format!("{{0,{}}}", k.saturating_sub(1)),
+                None => "*".to_string(),
+            };
+            format!("{WS}{item}(?:{WS}{item}){more}{WS}")
+        };
+        match self {
+            ParseSpec::Tags(pairs) => {
+                if pairs.iter().any(|(s, e)| s.is_empty() || e.is_empty()) {
+                    return None;
+                }
+                let item: Vec<String> = pairs
+                    .iter()
+                    .zip(columns)
+                    .map(|((s, e), col)| format!("{}{}{}", regex_syntax::escape(s), value(col, e.chars().next()), regex_syntax::escape(e)))
+                    .collect();
+                Some(Constraint::Regex(items(item.join(WS))))
+            }
+            ParseSpec::Regex { re, .. } => {
+                let pattern = re.as_str().trim_start_matches("(?s)");
+                let hir = regex_syntax::ParserBuilder::new().dot_matches_new_line(true).build().parse(pattern).ok()?;
+                if !hir.properties().look_set().is_empty() {
+                    return None;
+                }
+                Some(Constraint::Regex(items(format!("(?:{pattern})"))))
+            }
+            ParseSpec::Json => {
+                let props: serde_json::Map<String, serde_json::Value> = columns
+                    .iter()
+                    .map(|c| {
+                        let schema = if let Some(labels) = shape.labels.get(c) {
+                            serde_json::json!({ "enum": labels })
+                        } else if shape.numeric.contains(c) {
+                            serde_json::json!({"type": "number"})
+                        } else {
+                            serde_json::json!({"type": "string", "minLength": 1})
+                        };
+                        (c.clone(), schema)
+                    })
+                    .collect();
+                let object = serde_json::json!({"type": "object", "properties": props, "required": columns});
+                Some(Constraint::JsonSchema(match shape.max_items {
+                    Some(1) => object,
+                    Some(k) => serde_json::json!({"type": "array", "items": object, "minItems": 1, "maxItems": k}),
+                    None => serde_json::json!({"type": "array", "items": object, "minItems": 1}),
+                }))
+            }
+            ParseSpec::Text => {
+                let col = columns.first()?;
+                if let Some(labels) = shape.labels.get(col).filter(|l| !l.is_empty()) {
+                    Some(Constraint::Choice(labels.clone()))
+                } else if shape.numeric.contains(col) {
+                    Some(Constraint::Regex(NUMBER.to_string()))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +344,53 @@ mod tests {
         assert!(e.contains("2 output column(s) but 1 start/end tag pair(s)"), "{e}");
         let e = ParseSpec::compile(&ParseConfig::Regex { pattern: "(a)(b)".into(), cleanup: vec![] }, 1, &[]).unwrap_err();
         assert!(e.contains("2 capture group(s)"), "{e}");
+    }
+
+    fn compiled(spec: &ParseSpec, columns: &[String], shape: &Shape) -> crate::teacher::constraint::TokenAutomaton {
+        let c = spec.constraint(columns, shape).expect("a constraint");
+        let bytes: Vec<Option<Vec<u8>>> = (0..=255u8).map(|b| Some(vec![b])).collect();
+        let vocab = std::sync::Arc::new(crate::teacher::constraint::Vocabulary::new(&bytes, &[]));
+        crate::teacher::constraint::TokenAutomaton::compile(&c.regex().unwrap(), vocab).unwrap()
+    }
+
+    #[test]
+    fn constraints_accept_exactly_what_parses() {
+        let c = cols(&["evaluation", "score"]);
+        let spec =
+            ParseSpec::compile(&ParseConfig::Tags(None), 2, &[("[E]".into(), "[/E]".into()), ("[S]".into(), "[/S]".into())]).unwrap();
+        let shape = Shape { labels: [("score".to_string(), vec!["0".to_string(), "1".to_string()])].into(), max_items: Some(1), ..Shape::default() };
+        let a = compiled(&spec, &c, &shape);
+        for ok in ["[E] fine [/E]\n[S] 1 [/S]", "[E]x[/E][S]0[/S]\n"] {
+            assert!(a.matches(ok.as_bytes()), "{ok}");
+            assert_eq!(spec.parse(ok, &c).len(), 1, "{ok}");
+        }
+        for bad in ["[E] fine [/E] [S] 2 [/S]", "[E]  [/E][S]1[/S]", "[E]a[/E][S]1[/S][E]b[/E][S]0[/S]", "Sure! [E]a[/E][S]1[/S]"] {
+            assert!(!a.matches(bad.as_bytes()), "{bad}");
+        }
+        // Numbers, and up to three items.
+        let shape = Shape { numeric: vec!["score".into()], max_items: Some(3), ..Shape::default() };
+        let a = compiled(&spec, &c, &shape);
+        assert!(a.matches(b"[E]a[/E][S]2.5[/S] [E]b[/E][S]10[/S]"));
+        assert!(!a.matches(b"[E]a[/E][S]two[/S]"));
+        assert!(!a.matches("[E]a[/E][S]1[/S]".repeat(4).as_bytes()));
+    }
+
+    #[test]
+    fn specs_that_cannot_be_constraints_say_so_by_none() {
+        let look = ParseSpec::compile(&ParseConfig::Regex { pattern: "(a)(?=b)".into(), cleanup: vec![] }, 1, &[]).unwrap();
+        assert!(look.constraint(&cols(&["x"]), &Shape::default()).is_none());
+        assert!(ParseSpec::Text.constraint(&cols(&["x"]), &Shape::default()).is_none());
+        let labels = Shape { labels: [("x".to_string(), vec!["YES".to_string(), "NO".to_string()])].into(), ..Shape::default() };
+        assert_eq!(ParseSpec::Text.constraint(&cols(&["x"]), &labels), Some(Constraint::Choice(vec!["YES".into(), "NO".into()])));
+        let empty_end = ParseSpec::compile(&ParseConfig::Tags(Some(vec![("Q:".into(), String::new())])), 1, &[]).unwrap();
+        assert!(empty_end.constraint(&cols(&["x"]), &Shape::default()).is_none());
+        // A JSON spec becomes a schema the parser's keys come from.
+        let Some(Constraint::JsonSchema(s)) = ParseSpec::Json.constraint(&cols(&["q", "a"]), &Shape { max_items: Some(1), ..Shape::default() }) else {
+            panic!("a schema")
+        };
+        assert_eq!(s["required"], serde_json::json!(["q", "a"]));
+        let regex = ParseSpec::compile(&ParseConfig::Regex { pattern: r"Q: ([^\n]+)\n".into(), cleanup: vec![] }, 1, &[]).unwrap();
+        let a = compiled(&regex, &cols(&["q"]), &Shape::default());
+        assert!(a.matches(b"Q: one\nQ: two\n") && !a.matches(b"one"));
     }
 }

@@ -103,6 +103,7 @@ pub fn load_file(source: &dyn Source, rel: &str, ctx: &BuildContext) -> Result<P
         dir: dir_of(rel).to_string(),
         scale: ctx.scale,
         builder: PlanBuilder::new(&loaded, vec![kind], ctx.clone()),
+        numeric: numeric_columns(&file),
     };
     t.header(&file)?;
     for (i, block) in file.blocks.iter().enumerate() {
@@ -121,6 +122,19 @@ struct Translator<'a> {
     dir: String,
     scale: u32,
     builder: PlanBuilder<'a>,
+    /// Columns some FilterByValueBlock casts to a number: an LLMBlock writing one is
+    /// constrained to write a number there.
+    numeric: std::collections::BTreeSet<String>,
+}
+
+/// The `filter_column`s of the file's FilterByValueBlocks that cast to float or int.
+fn numeric_columns(file: &RawFile) -> std::collections::BTreeSet<String> {
+    file.blocks
+        .iter()
+        .filter(|b| b.kind == "FilterByValueBlock")
+        .filter(|b| matches!(b.config.get("convert_dtype").and_then(Value::as_str), Some("float" | "int")))
+        .filter_map(|b| b.config.get("filter_column").and_then(Value::as_str).map(String::from))
+        .collect()
 }
 
 /// Which ilab key each labflow key of an operator came from, for pointing errors at the file.
@@ -387,6 +401,10 @@ impl<'a> Translator<'a> {
         };
         step.insert("system_in_user".into(), Value::Bool(true));
         step.insert("output".into(), json!(raw.output_cols));
+        let numeric: Vec<&String> = raw.output_cols.iter().filter(|c| self.numeric.contains(*c)).collect();
+        if !numeric.is_empty() {
+            step.insert("numeric".into(), json!(numeric));
+        }
         step.insert("parse".into(), self.parse(name, &raw, &tags_file, &tags_at, cfg)?);
         self.gen(name, &raw.gen_kwargs, iters, cfg, &mut step)?;
         if let Some(n) = raw.batch_kwargs.num_samples {

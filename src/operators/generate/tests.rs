@@ -22,6 +22,10 @@ fn step(n: u32) -> Arc<dyn TeacherStep> {
         set: [("num_samples".to_string(), serde_json::json!(3))].into_iter().collect(),
         sampling: SamplingConfig { temperature: Some(0.7), ..SamplingConfig::default() },
         system_in_user: false,
+        labels: Default::default(),
+        numeric: Vec::new(),
+        max_items: None,
+        constrain: true,
     };
     match config.build("questions", &BuildContext::default()).unwrap() {
         Operator::Teacher(t) => t,
@@ -109,11 +113,55 @@ fn schema_mismatch_and_bad_configs_are_errors() {
         set: BTreeMap::new(),
         sampling: SamplingConfig::default(),
         system_in_user: false,
+        labels: Default::default(),
+        numeric: Vec::new(),
+        max_items: None,
+        constrain: true,
     };
     assert!(bad(Config { output: vec![], ..base() }).contains("`output` names no column"));
     assert!(bad(Config { output: vec!["a".into(), "b".into()], ..base() }).contains("2 output column(s) but 1 start/end tag pair(s)"));
     assert!(bad(Config { prompt: None, ..base() }).contains("no prompt"));
     assert!(bad(Config { n: Count::Fixed(0), ..base() }).contains("n is 0"));
+    assert!(bad(Config { numeric: vec!["score".into()], ..base() }).contains("not an output column"));
+    assert!(bad(Config { max_items: Some(0), ..base() }).contains("max_items is 0"));
+}
+
+#[test]
+fn requests_carry_the_parse_format_as_a_constraint_and_labels_filter_items() {
+    let build = |c: Config| match c.build("g", &BuildContext::default()).unwrap() {
+        Operator::Teacher(t) => t,
+        other => panic!("teacher step expected, got {other:?}"),
+    };
+    let base = || Config {
+        prompt: Some(prompt()),
+        prompts: None,
+        output: vec!["question".into()],
+        parse: None,
+        n: Count::Fixed(1),
+        set: [("num_samples".to_string(), serde_json::json!(3))].into_iter().collect(),
+        sampling: SamplingConfig::default(),
+        system_in_user: false,
+        labels: Default::default(),
+        numeric: Vec::new(),
+        max_items: Some(2),
+        constrain: true,
+    };
+    let request = |g: &Arc<dyn TeacherStep>| {
+        let b = seeds();
+        let Calls::Send(calls) = g.calls(&b, 0).unwrap() else { panic!() };
+        let Call::Complete(req) = calls.into_iter().next().unwrap() else { panic!() };
+        req
+    };
+    let req = request(&build(base()));
+    let Some(crate::teacher::constraint::Constraint::Regex(re)) = &req.sampling.constraint else { panic!("{:?}", req.sampling) };
+    let check = regex::Regex::new(&format!("^(?:{re})$")).unwrap();
+    assert!(check.is_match("[Q] one? [/Q]\n[Q] two? [/Q]"), "{re}");
+    assert!(!check.is_match("[Q] one? [/Q] [Q] two? [/Q] [Q] three? [/Q]"), "max_items 2: {re}");
+    assert!(request(&build(Config { constrain: false, ..base() })).sampling.constraint.is_none());
+    // With labels, an item whose value is not a label is not an item.
+    let g = build(Config { labels: [("question".to_string(), vec!["yes".to_string()])].into(), ..base() });
+    let out = g.assemble(&seeds(), 0, vec![answer(&["[Q] no [/Q] [Q] yes [/Q]"])]).unwrap();
+    assert_eq!(out.rows.num_rows(), 1);
 }
 
 #[test]
@@ -132,6 +180,10 @@ fn conditional_prompts_pick_by_column_and_reject_unknown_values() {
         set: [("num_samples".to_string(), serde_json::json!(3))].into_iter().collect(),
         sampling: SamplingConfig::default(),
         system_in_user: true,
+        labels: Default::default(),
+        numeric: Vec::new(),
+        max_items: None,
+        constrain: true,
     };
     let ctx = BuildContext { scale: 4, ..BuildContext::default() };
     let Operator::Teacher(g) = config.build("cond", &ctx).unwrap() else { panic!() };
