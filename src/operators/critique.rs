@@ -4,7 +4,12 @@
 //! - `logprob` (default): the judge prompt is rendered and each label (`prefix` + label, e.g.
 //!   `"[Start of Score]\n1"`) is scored as a continuation of the assistant's reply; the most
 //!   probable label wins. A small teacher that cannot write the score format still gives a
-//!   valid verdict (STACK.md: SmolLM2 is useless as a generative judge).
+//!   valid verdict (STACK.md: SmolLM2 is useless as a generative judge). With `calibrate`
+//!   (default), each label's log-probability is taken relative to its log-probability for a
+//!   content-free row (every text value replaced by `N/A`, one call per prompt, cached), as in
+//!   "Calibrate Before Use" (Zhao et al., 2021): a small judge's preference for one label
+//!   whatever the row says cancels out, and what is left is how the row moves it. The labels
+//!   and the filters after the judge are unchanged.
 //! - `generate`: the judge writes its reply, parsed like `generate` (by default the prompt's
 //!   tags: an explanation then the score); a score outside `labels` rejects the row.
 //!
@@ -69,6 +74,10 @@ pub struct Config {
     /// Lay the prompt out as the reference does (every part in one user message).
     #[serde(default)]
     pub system_in_user: bool,
+    /// `logprob` only: score labels relative to a content-free row (see the module doc).
+    /// Default true.
+    #[serde(default = "yes")]
+    pub calibrate: bool,
     /// `generate` only: constrain the reply to the parse format with a label from `labels`
     /// (structured generation; teachers that cannot take constraints ignore it). Default true.
     #[serde(default = "yes")]
@@ -94,9 +103,13 @@ pub struct Critique {
     prefix: String,
     /// `Some` for the `generate` method.
     parse: Option<ParseSpec>,
+    calibrate: bool,
     sampling: Sampling,
     seed: u64,
 }
+
+/// What a content-free row says in every text column.
+const CONTENT_FREE: &str = "N/A";
 
 impl Step for Config {
     const KIND: &'static str = "critique";
@@ -145,6 +158,7 @@ impl Step for Config {
             output: self.output,
             explanation: self.explanation,
             prefix: self.prefix,
+            calibrate: self.calibrate && parse.is_none(),
             parse,
             sampling,
             seed: ctx.seed,
@@ -180,12 +194,22 @@ impl TeacherStep for Critique {
             Ok(t) => t,
             Err(reason) => return Ok(Calls::Reject(reason)),
         };
-        let prompt = match template.render(&row_json(batch, row)) {
+        let vars = row_json(batch, row);
+        let prompt = match template.render(&vars) {
             Ok(p) => p,
             Err(reason) => return Ok(Calls::Reject(reason)),
         };
+        let labels: Vec<String> = self.labels.iter().map(|l| format!("{}{l}", self.prefix)).collect();
+        if self.calibrate {
+            let blank = vars.into_iter().map(|(k, v)| (k, if v.is_string() { serde_json::Value::from(CONTENT_FREE) } else { v })).collect();
+            let baseline = match template.render(&blank) {
+                Ok(p) => p,
+                Err(reason) => return Ok(Calls::Reject(reason)),
+            };
+            return Ok(Calls::Send(vec![Call::Score { prompt, labels: labels.clone() }, Call::Score { prompt: baseline, labels }]));
+        }
         Ok(Calls::Send(vec![match self.parse {
-            None => Call::Score { prompt, labels: self.labels.iter().map(|l| format!("{}{l}", self.prefix)).collect() },
+            None => Call::Score { prompt, labels },
             Some(_) => {
                 let id = row_ids(batch, &self.name)?.value(row);
                 Call::Complete(Request {
@@ -200,8 +224,18 @@ impl TeacherStep for Critique {
     fn assemble(&self, batch: &RecordBatch, row: usize, answers: Vec<Answer>) -> Result<Output, OpError> {
         let schema = self.out_schema(batch.schema_ref());
         let reject = |reason: String| Output { rows: batch::empty(&schema), rejects: vec![Reject { row, reason }] };
-        let (label, explanation) = match (answers.into_iter().next(), &self.parse) {
-            (Some(Answer::Score(Ok(logprobs))), None) => {
+        let mut answers = answers.into_iter();
+        let (label, explanation) = match (answers.next(), &self.parse) {
+            (Some(Answer::Score(Ok(mut logprobs))), None) => {
+                if self.calibrate {
+                    match answers.next() {
+                        Some(Answer::Score(Ok(base))) if base.len() == logprobs.len() => {
+                            logprobs.iter_mut().zip(&base).for_each(|(lp, b)| *lp -= b);
+                        }
+                        Some(Answer::Score(Err(e))) => return Ok(reject(format!("teacher call failed (content-free baseline): {e}"))),
+                        _ => return Err(OpError::Internal { operator: self.name.clone(), message: "critique got no baseline score".into() }),
+                    }
+                }
                 let best = logprobs.iter().enumerate().filter(|(_, lp)| lp.is_finite()).max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
                 match best.and_then(|i| self.labels.get(i)) {
                     Some(l) => (l.clone(), None),
@@ -241,7 +275,7 @@ impl TeacherStep for Critique {
     }
 
     fn cost(&self) -> CallCost {
-        CallCost { requests: 1, completions: if self.parse.is_some() { 1 } else { 0 } }
+        CallCost { requests: 1 + u64::from(self.calibrate), completions: if self.parse.is_some() { 1 } else { 0 } }
     }
 
     fn unparsed(&self, answers: &[Answer]) -> u64 {
@@ -285,6 +319,7 @@ mod tests {
             parse: None,
             sampling: SamplingConfig::default(),
             system_in_user: false,
+            calibrate: false,
             constrain: true,
         }
     }
@@ -312,6 +347,24 @@ mod tests {
         assert_eq!(batch::text_column(&out.rows, "score", "t").unwrap().value(0), "1");
         assert_eq!(batch::row_ids(&out.rows, "t").unwrap().value(0), "0001");
         assert_eq!(j.cost(), CallCost { requests: 1, completions: 0 });
+    }
+
+    #[test]
+    fn calibrated_judge_scores_labels_against_a_content_free_row() {
+        let j = build(Config { calibrate: true, ..config(Method::Logprob) });
+        let b = rows();
+        let Calls::Send(calls) = j.calls(&b, 0).unwrap() else { panic!() };
+        let [Call::Score { prompt, .. }, Call::Score { prompt: baseline, labels }] = calls.as_slice() else { panic!("{calls:?}") };
+        assert!(matches!(prompt, Prompt::Chat(m) if m[0].content == "Rate: Why?"));
+        assert!(matches!(baseline, Prompt::Chat(m) if m[0].content == "Rate: N/A"), "{baseline:?}");
+        assert_eq!(labels.len(), 2);
+        // The judge prefers "0" for every row (-1 vs -2) but this row raises "1" more than the
+        // blank row does: calibrated, "1" wins.
+        let out = j.assemble(&b, 0, vec![Answer::Score(Ok(vec![-1.0, -2.0])), Answer::Score(Ok(vec![-0.5, -4.0]))]).unwrap();
+        assert_eq!(batch::text_column(&out.rows, "score", "t").unwrap().value(0), "1");
+        let failed = j.assemble(&b, 0, vec![Answer::Score(Ok(vec![-1.0, -2.0])), Answer::Score(Err(TeacherError::Unsupported("x".into())))]).unwrap();
+        assert!(failed.rejects[0].reason.contains("content-free baseline"), "{:?}", failed.rejects);
+        assert_eq!(j.cost(), CallCost { requests: 2, completions: 0 });
     }
 
     #[test]
