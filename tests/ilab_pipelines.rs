@@ -12,41 +12,8 @@ use labflow::operators::BuildContext;
 use labflow::pipeline::ilab;
 use labflow::pipeline::Plan;
 use labflow::taxonomy::LeafKind;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
-/// The unpacked `pipelines/` folder, fetched at most once per test process (the tests run in
-/// parallel); `None`, after printing SKIPPED, when it cannot be had.
-fn pipelines_dir() -> Option<PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let dir = DIR.get_or_init(fetch).clone();
-    if dir.is_none() {
-        println!("SKIPPED: run bash tests/reference/fetch_sdg.sh");
-    }
-    dir
-}
-
-fn fetch() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests/reference/.cache/instructlab-sdg-0.8.3/instructlab/sdg/pipelines");
-    if dir.join("full/knowledge.yaml").is_file() {
-        return Some(dir);
-    }
-    let fetched = Command::new("bash").arg(root.join("tests/reference/fetch_sdg.sh")).output();
-    let why = match &fetched {
-        Ok(out) if out.status.success() && dir.join("full/knowledge.yaml").is_file() => return Some(dir),
-        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        Err(e) => e.to_string(),
-    };
-    assert_ne!(
-        std::env::var("LABFLOW_REQUIRE_SDG").as_deref(),
-        Ok("1"),
-        "LABFLOW_REQUIRE_SDG=1 but bash tests/reference/fetch_sdg.sh failed: {why}"
-    );
-    eprintln!("SKIPPED: the InstructLab pipelines are missing and bash tests/reference/fetch_sdg.sh failed (pip or network?): {why}");
-    None
-}
+mod common;
 
 /// Steps and final columns of one pipeline file.
 type Expected = (usize, Vec<String>);
@@ -79,7 +46,7 @@ const KNOWLEDGE_END: &[&str] = &[
 
 #[test]
 fn every_reference_pipeline_directory_loads_and_explains() {
-    let Some(dir) = pipelines_dir() else { return };
+    let Some(dir) = common::sdg::pipelines_dir() else { return };
     let ctx = BuildContext { scale: 5, ..BuildContext::default() };
     // (set, [(steps, final columns)] for knowledge, freeform, grounded: ilab::FILES' order)
     let simple_end = |seeds: &[&str]| -> Vec<String> { seeds.iter().map(|s| s.to_string()).chain(["output".to_string()]).collect() };
@@ -136,7 +103,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[test]
 fn full_pipelines_keep_the_reference_step_order_and_notes() {
-    let Some(dir) = pipelines_dir() else { return };
+    let Some(dir) = common::sdg::pipelines_dir() else { return };
     let plans = ilab::load_dir(&dir.join("full"), &BuildContext::default()).expect("full loads");
     let kinds = |p: &Plan| p.steps.iter().map(|s| format!("{}:{}", s.name, s.kind)).collect::<Vec<_>>();
     assert_eq!(
@@ -178,7 +145,7 @@ fn full_pipelines_keep_the_reference_step_order_and_notes() {
 
 #[test]
 fn the_eval_directory_is_not_a_pipeline_directory() {
-    let Some(dir) = pipelines_dir() else { return };
+    let Some(dir) = common::sdg::pipelines_dir() else { return };
     let e = ilab::load_dir(&dir.join("eval"), &BuildContext::default()).unwrap_err();
     assert!(e.message.contains("lacks knowledge.yaml, freeform_skills.yaml, grounded_skills.yaml"), "{e}");
 }
@@ -206,7 +173,7 @@ fn translated_plans_run_in_the_engine() {
     use labflow::teacher::test_teacher::TestTeacher;
     use std::sync::Arc;
 
-    let Some(dir) = pipelines_dir() else { return };
+    let Some(dir) = common::sdg::pipelines_dir() else { return };
     let plans: Vec<Arc<Plan>> =
         ilab::load_dir(&dir.join("full"), &BuildContext::default()).expect("full loads").into_iter().map(Arc::new).collect();
     let leaves: Vec<LeafJob> = ilab::FILES

@@ -403,7 +403,14 @@ impl<'a> Translator<'a> {
         step.insert("output".into(), json!(raw.output_cols));
         let numeric: Vec<&String> = raw.output_cols.iter().filter(|c| self.numeric.contains(*c)).collect();
         if !numeric.is_empty() {
+            // A judge: one verdict per row. (The reference zips every tag occurrence into rows,
+            // so a judge that repeats itself multiplies the row; constrained, it cannot.)
+            self.builder.note(format!(
+                "{name}: {} read as a number by a later filter: the teacher is constrained to one item with a number there",
+                numeric.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            ));
             step.insert("numeric".into(), json!(numeric));
+            step.insert("max_items".into(), json!(1));
         }
         step.insert("parse".into(), self.parse(name, &raw, &tags_file, &tags_at, cfg)?);
         self.gen(name, &raw.gen_kwargs, iters, cfg, &mut step)?;

@@ -149,7 +149,16 @@ impl SeqJob {
         let next = match &self.constraint {
             None => self.sampler.sample(&self.logits),
             Some((automaton, state)) => {
-                let allowed = automaton.allowed(*state);
+                let mut allowed = automaton.allowed(*state);
+                // Within the budget's reach of the end: only tokens that close the format, so
+                // the reply ends whole instead of being cut by max_tokens.
+                let left = (self.max_new - self.generated.len()) as u32;
+                if !allowed.complete && automaton.distance(*state).is_some_and(|d| left <= d) {
+                    let closing = automaton.closing(*state);
+                    if closing.count() > 0 {
+                        allowed = closing;
+                    }
+                }
                 if allowed.complete || allowed.count() == 0 {
                     // The text is a whole match no token can extend (or, never with a byte-level
                     // vocabulary, no token fits): the choice is done.

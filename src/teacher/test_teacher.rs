@@ -6,7 +6,7 @@
 //! choice `i` of seed `s` is choice 0 of seed `s + i`, as with the embedded teacher); a
 //! part whose name contains "score" gets a digit 0–2, after a numbered list of `items` lines (and
 //! `Question:`/`Answer:` pairs when the prompt shows that layout). Scores of continuations are hash-derived
-//! log-probabilities. An optional delay makes replies take time (for streaming tests).
+//! log-probabilities (all equal for a content-free prompt, one holding `N/A`). An optional delay makes replies take time (for streaming tests).
 
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, Usage};
 use futures::future::BoxFuture;
@@ -131,6 +131,11 @@ impl Client for TestTeacher {
             self.log.lock().unwrap_or_else(|p| p.into_inner()).push(("score".into(), text.clone()));
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
+            }
+            // A content-free prompt (what calibrated judges send as their baseline) has no
+            // preference, so calibration leaves this teacher's verdicts as they are.
+            if text.contains("N/A") {
+                return Ok(vec![-1.0; continuations.len()]);
             }
             Ok(continuations.iter().map(|c| -((hash(&[&text, c]) % 1000) as f64) / 100.0).collect())
         })

@@ -3,6 +3,7 @@
 
 pub mod emulators;
 pub mod s3;
+pub mod sdg;
 
 use std::path::{Path, PathBuf};
 

@@ -52,7 +52,7 @@ fn a_good_file_builds_and_explains() {
     assert!(text.contains("1. questions [generate] <- seeds"), "{text}");
     assert!(text.contains("+question:text"), "{text}");
     assert!(text.contains("teacher: 1 request(s), 3 completion(s) per input row"), "{text}");
-    assert!(text.contains("teacher: 1 scoring request(s) per input row"), "{text}");
+    assert!(text.contains("teacher: 2 scoring request(s) per input row"), "{text}");
 }
 
 #[test]

@@ -123,7 +123,14 @@ pub struct TokenAutomaton {
     start: StateID,
     vocab: Arc<Vocabulary>,
     masks: Mutex<HashMap<StateID, Arc<Allowed>>>,
+    /// Token sets that only move toward the nearest match, for closing within a budget.
+    closing: Mutex<HashMap<StateID, Arc<Allowed>>>,
+    /// Bytes from a state to its nearest whole match.
+    distances: Mutex<HashMap<StateID, Option<u32>>>,
 }
+
+/// Deepest search for the nearest match, in bytes.
+const MAX_DISTANCE: u32 = 4096;
 
 impl std::fmt::Debug for TokenAutomaton {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +145,14 @@ impl TokenAutomaton {
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .map_err(|e| ConstraintError::Invalid(format!("no start state: {e}")))?;
-        Ok(TokenAutomaton { dfa, start, vocab, masks: Mutex::new(HashMap::new()) })
+        Ok(TokenAutomaton {
+            dfa,
+            start,
+            vocab,
+            masks: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashMap::new()),
+            distances: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The state before any text.
@@ -182,6 +196,69 @@ impl TokenAutomaton {
             masks.clear();
         }
         masks.insert(state, computed.clone());
+        computed
+    }
+
+    /// The fewest bytes that turn the text that led to `state` into a whole match (`None`: none
+    /// within [`MAX_DISTANCE`]). Breadth-first over the DFA's byte classes, cached per state.
+    pub fn distance(&self, state: StateID) -> Option<u32> {
+        if let Some(d) = self.distances.lock().expect("invariant: distance cache lock is never poisoned").get(&state) {
+            return *d;
+        }
+        let classes: Vec<u8> = self.dfa.byte_classes().representatives(0..=255).filter_map(|u| u.as_u8()).collect();
+        let mut seen = std::collections::HashSet::from([state]);
+        let mut frontier = vec![state];
+        let mut found = None;
+        for depth in 0..=MAX_DISTANCE {
+            if frontier.iter().any(|&s| self.is_match(s)) {
+                found = Some(depth);
+                break;
+            }
+            let next: Vec<StateID> = frontier
+                .iter()
+                .flat_map(|&s| classes.iter().map(move |&b| (s, b)))
+                .map(|(s, b)| self.dfa.next_state(s, b))
+                .filter(|&n| self.alive(n) && seen.insert(n))
+                .collect();
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        let mut cache = self.distances.lock().expect("invariant: distance cache lock is never poisoned");
+        if cache.len() >= MASK_CACHE {
+            cache.clear();
+        }
+        cache.insert(state, found);
+        found
+    }
+
+    /// The tokens that bring the text strictly closer to a whole match (and the end tokens
+    /// when it is one): what a sequence may write once its token budget is no more than
+    /// [`TokenAutomaton::distance`], so it closes its format instead of being cut mid-way.
+    pub fn closing(&self, state: StateID) -> Arc<Allowed> {
+        if let Some(a) = self.closing.lock().expect("invariant: closing cache lock is never poisoned").get(&state) {
+            return a.clone();
+        }
+        let open = self.allowed(state);
+        let here = self.distance(state).unwrap_or(u32::MAX);
+        let mut bits = vec![0u64; open.bits.len()];
+        for id in 0..self.vocab.size as u32 {
+            if !open.contains(id) {
+                continue;
+            }
+            let closer = self.vocab.end.contains(&id)
+                || self.distance(self.advance(state, id)).is_some_and(|d| d < here);
+            if closer {
+                bits[id as usize / 64] |= 1 << (id % 64);
+            }
+        }
+        let computed = Arc::new(Allowed { bits, end: open.end, complete: open.complete });
+        let mut cache = self.closing.lock().expect("invariant: closing cache lock is never poisoned");
+        if cache.len() >= MASK_CACHE {
+            cache.clear();
+        }
+        cache.insert(state, computed.clone());
         computed
     }
 

@@ -57,6 +57,23 @@ fn choice_and_regex_automata_allow_exactly_the_continuations() {
 }
 
 #[test]
+fn closing_tokens_lead_to_the_nearest_match() {
+    let (v, bytes, end) = vocab(b"[]EOQ x", &[b"[E]", b"xx"]);
+    let a = TokenAutomaton::compile(r"\[Q\][^\[]+\[E\]", v).unwrap();
+    let id = |t: &[u8]| bytes.iter().position(|b| b == t).unwrap() as u32;
+    let s = a.advance_bytes(a.start(), b"[Q] xx");
+    assert_eq!(a.distance(s), Some(3));
+    assert_eq!(a.distance(a.start()), Some(7));
+    let closing = a.closing(s);
+    assert!(closing.contains(id(b"[E]")) && closing.contains(id(b"[")), "{closing:?}");
+    assert!(!closing.contains(id(b"x")) && !closing.contains(id(b"xx")) && !closing.contains(end));
+    // Closed: only the end token remains.
+    let done = a.advance(s, id(b"[E]"));
+    assert_eq!(a.distance(done), Some(0));
+    assert!(a.closing(done).contains(end));
+}
+
+#[test]
 fn masking_sets_disallowed_logits_to_minus_infinity() {
     let (v, _, _) = vocab(b"ab", &[]);
     let a = TokenAutomaton::compile("a+", v).unwrap();
