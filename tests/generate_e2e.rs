@@ -13,23 +13,12 @@ mod common;
 use common::s3::{command, start, url, BUCKET};
 use common::{copy_tree, data};
 use serde_json::Value;
-use std::path::PathBuf;
 
 const LEAVES: &[&str] = &[
     "compositional_skills/linguistics/synonyms",
     "compositional_skills/grounded/linguistics/inclusion",
     "knowledge/science/animals/birds/black_capped_chickadee",
 ];
-
-fn model() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        return Some(path);
-    }
-    assert_ne!(std::env::var("LABFLOW_REQUIRE_MODEL").as_deref(), Ok("1"), "model missing: run bash models/fetch.sh");
-    eprintln!("SKIPPED: {} missing; run bash models/fetch.sh", path.display());
-    None
-}
 
 fn args(taxonomy: &str, docs: &str, model: &str, out: &str) -> Vec<String> {
     let mut a: Vec<String> = [
@@ -70,7 +59,7 @@ fn step<'a>(s: &'a Value, pipeline: &str, op: &str) -> Vec<&'a Value> {
 
 #[test]
 fn full_pipelines_with_the_embedded_teacher_into_s3_and_a_local_folder() {
-    let Some(model) = model() else { return };
+    let Some(model) = common::model() else { return };
     let Some(server) = start(&[("taxonomy", data("taxonomy")), ("docs", data("docs"))]) else { return };
     let model = model.to_str().unwrap().to_string();
 

@@ -11,22 +11,12 @@
 mod common;
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::Path;
 
 const LEAF: &str = "compositional_skills/linguistics/synonyms";
 
-fn model() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        return Some(path);
-    }
-    assert_ne!(std::env::var("LABFLOW_REQUIRE_MODEL").as_deref(), Ok("1"), "model missing: run bash models/fetch.sh");
-    eprintln!("SKIPPED: {} missing; run bash models/fetch.sh", path.display());
-    None
-}
-
 /// `labflow generate` on the synonyms leaf; the `--json` summary.
-fn generate(pipeline: &str, model: &PathBuf) -> Value {
+fn generate(pipeline: &str, model: &Path) -> Value {
     let out_dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_labflow"))
         .args(["generate", "--taxonomy", common::data("taxonomy").to_str().unwrap(), "--pipeline", pipeline, "--teacher"])
@@ -71,14 +61,14 @@ fn assert_rows_through_every_step(s: &Value, pipeline: &str) {
 
 #[test]
 fn labflows_full_freeform_pipeline_keeps_rows_through_every_judge() {
-    let Some(model) = model() else { return };
+    let Some(model) = common::model() else { return };
     let s = generate("full", &model);
     assert_rows_through_every_step(&s, "freeform_skills");
 }
 
 #[test]
 fn instructlabs_full_freeform_pipeline_keeps_rows_through_every_judge() {
-    let Some(model) = model() else { return };
+    let Some(model) = common::model() else { return };
     let Some(dir) = common::sdg::pipelines_dir() else { return };
     let s = generate(&format!("ilab:{}", dir.join("full").display()), &model);
     assert_rows_through_every_step(&s, "freeform_skills");

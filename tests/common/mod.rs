@@ -25,3 +25,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The default embedded model (`bash models/fetch.sh`), or `None` after printing SKIPPED; a
+/// missing model fails instead when LABFLOW_REQUIRE_MODEL=1 (CI).
+pub fn model() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        return Some(path);
+    }
+    assert_ne!(std::env::var("LABFLOW_REQUIRE_MODEL").as_deref(), Ok("1"), "model missing: run bash models/fetch.sh");
+    eprintln!("SKIPPED: {} missing; run bash models/fetch.sh", path.display());
+    None
+}

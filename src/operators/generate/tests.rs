@@ -12,6 +12,24 @@ fn prompt() -> PromptConfig {
     }
 }
 
+/// A one-question step with every optional key at its default.
+fn config() -> Config {
+    Config {
+        prompt: Some(prompt()),
+        prompts: None,
+        output: vec!["question".into()],
+        parse: None,
+        n: Count::Fixed(1),
+        set: [("num_samples".to_string(), serde_json::json!(3))].into_iter().collect(),
+        sampling: SamplingConfig::default(),
+        system_in_user: false,
+        labels: Default::default(),
+        numeric: Vec::new(),
+        max_items: None,
+        constrain: true,
+    }
+}
+
 fn step(n: u32) -> Arc<dyn TeacherStep> {
     let config = Config {
         prompt: Some(prompt()),
@@ -104,20 +122,7 @@ fn schema_mismatch_and_bad_configs_are_errors() {
     let without_ids = Arc::new(arrow::datatypes::Schema::new(vec![text_field("seed_question")]));
     assert!(matches!(step(1).schema_out(&without_ids), Err(OpError::Schema { .. })));
     let bad = |c: Config| c.build("g", &BuildContext::default()).unwrap_err().to_string();
-    let base = || Config {
-        prompt: Some(prompt()),
-        prompts: None,
-        output: vec!["question".into()],
-        parse: None,
-        n: Count::Fixed(1),
-        set: BTreeMap::new(),
-        sampling: SamplingConfig::default(),
-        system_in_user: false,
-        labels: Default::default(),
-        numeric: Vec::new(),
-        max_items: None,
-        constrain: true,
-    };
+    let base = || Config { set: BTreeMap::new(), ..config() };
     assert!(bad(Config { output: vec![], ..base() }).contains("`output` names no column"));
     assert!(bad(Config { output: vec!["a".into(), "b".into()], ..base() }).contains("2 output column(s) but 1 start/end tag pair(s)"));
     assert!(bad(Config { prompt: None, ..base() }).contains("no prompt"));
@@ -132,20 +137,7 @@ fn requests_carry_the_parse_format_as_a_constraint_and_labels_filter_items() {
         Operator::Teacher(t) => t,
         other => panic!("teacher step expected, got {other:?}"),
     };
-    let base = || Config {
-        prompt: Some(prompt()),
-        prompts: None,
-        output: vec!["question".into()],
-        parse: None,
-        n: Count::Fixed(1),
-        set: [("num_samples".to_string(), serde_json::json!(3))].into_iter().collect(),
-        sampling: SamplingConfig::default(),
-        system_in_user: false,
-        labels: Default::default(),
-        numeric: Vec::new(),
-        max_items: Some(2),
-        constrain: true,
-    };
+    let base = || Config { max_items: Some(2), ..config() };
     let request = |g: &Arc<dyn TeacherStep>| {
         let b = seeds();
         let Calls::Send(calls) = g.calls(&b, 0).unwrap() else { panic!() };
