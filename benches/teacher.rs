@@ -10,17 +10,29 @@
 //!   `forward_batch` over all 16 (Q8);
 //! - `teacher_16`: the same through `EmbeddedTeacher` as 16 concurrent seeded requests of 128
 //!   tokens (continuous batching scheduler, prefill included in the time; tokens counted are the
-//!   generated ones).
+//!   generated ones); `teacher_1`: one such request alone;
+//! - `teacher_1_constrained`, `teacher_16_constrained`: the same requests under the constraint
+//!   [`FREE`], which never ends a choice early, so the difference is the constraint's cost per
+//!   token (mask lookup or computation, masking the logits). Warm: the automaton and its masks
+//!   are cached from the warm-up run, as for a step that sends every row the same constraint;
+//!   `…_constrained_cold` gives each run a constraint of its own (compiled, and every mask
+//!   computed, inside the timed run).
 //!
 //! Tokens fed while decoding are the greedy choices, so the sequences are real text.
 
 use labflow::model::llama::argmax;
 use labflow::model::{GgufFile, KvCache, Model, Precision, Tokenizer};
+use labflow::teacher::constraint::Constraint;
 use labflow::teacher::{Client, EmbeddedTeacher, Prompt, Request, Sampling, TeacherOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
 const PROMPT: &str = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg, a goldsmith from Mainz, combined movable metal type, oil-based ink and a wooden screw press into a system that could produce books far faster than any scribe. Within fifty years presses were running in more than two hundred European cities, and the price of books fell sharply. Scholars argue about how much the new technology changed ideas, but few doubt that it changed how quickly they travelled. Write a short essay about what came next, and why it mattered. Consider the spread of literacy, the Reformation, the first scientific journals, newspapers, and the cheap pamphlets that carried arguments across borders faster than any army could march.";
+
+/// The constrained benches' constraint: any text without `[`, up to 2,000 characters — longer
+/// than 128 tokens write, so it never completes; every character count is a DFA state of its own,
+/// so masks are computed (or looked up) for a new state at almost every token.
+const FREE: &str = r"[^\[]{0,2000}";
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -90,20 +102,27 @@ fn main() {
     emit("decode_1_f32", 32, vec![decode(1, Precision::F32, 32)]);
     emit("decode_16", 16 * n_gen, (0..repeat).map(|_| decode(16, Precision::Q8, n_gen)).collect());
 
-    // Through the teacher: 16 concurrent requests, continuous batching.
+    // Through the teacher: 1 or 16 concurrent requests, continuous batching, with and without a
+    // constraint.
     drop(model);
     let teacher = EmbeddedTeacher::load_with(&path, TeacherOptions { threads, ..TeacherOptions::fast() }).expect("teacher");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let run16 = || -> (f64, u64) {
+    let run = |b: usize, constraint: Option<&str>| -> (f64, u64) {
         let t = Instant::now();
         let used = rt.block_on(async {
-            let reqs: Vec<Request> = (0..16)
+            let reqs: Vec<Request> = (0..b)
                 .map(|i| Request {
                     model: String::new(),
                     prompt: Prompt::Text(tok.decode(&prompt[i % 64..i % 64 + 64], false).expect("decodes")),
                     // No stop tokens are sampled at this temperature often enough to matter; the
                     // count below is what was generated.
-                    sampling: Sampling { temperature: 0.8, max_tokens: n_gen as u32, seed: Some(i as u64), ..Sampling::default() },
+                    sampling: Sampling {
+                        temperature: 0.8,
+                        max_tokens: n_gen as u32,
+                        seed: Some(i as u64),
+                        constraint: constraint.map(|c| Constraint::Regex(c.to_string())),
+                        ..Sampling::default()
+                    },
                 })
                 .collect();
             let outs = futures::future::join_all(reqs.iter().map(|r| teacher.complete(r))).await;
@@ -111,8 +130,19 @@ fn main() {
         });
         (t.elapsed().as_secs_f64(), used)
     };
-    run16();
-    let results: Vec<(f64, u64)> = (0..repeat).map(|_| run16()).collect();
-    let tokens = results.iter().map(|r| r.1).min().unwrap_or(0) as usize;
-    emit("teacher_16", tokens, results.iter().map(|r| r.0 * tokens as f64 / r.1 as f64).collect());
+    // Seconds per run scaled to the fewest tokens any run generated, so runs that stopped early
+    // do not look faster.
+    let emit_runs = |name: &str, results: Vec<(f64, u64)>| {
+        let tokens = results.iter().map(|r| r.1).min().unwrap_or(0) as usize;
+        emit(name, tokens, results.iter().map(|r| r.0 * tokens as f64 / r.1 as f64).collect());
+    };
+    for (b, name) in [(1, "teacher_1"), (16, "teacher_16")] {
+        run(b, None);
+        emit_runs(name, (0..repeat).map(|_| run(b, None)).collect());
+        run(b, Some(FREE));
+        emit_runs(&format!("{name}_constrained"), (0..repeat).map(|_| run(b, Some(FREE))).collect());
+        // A constraint no run has used: the same language, one more character allowed.
+        let cold: Vec<(f64, u64)> = (0..repeat).map(|r| run(b, Some(&format!(r"[^\[]{{0,{}}}", 2001 + b * 10 + r)))).collect();
+        emit_runs(&format!("{name}_constrained_cold"), cold);
+    }
 }

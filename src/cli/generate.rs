@@ -31,11 +31,14 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "NAME|FILE|DIR", default_value = "full")]
     pub pipeline: String,
     /// The teacher: a GGUF file or Hugging Face safetensors folder (embedded, in-process),
-    /// `http://HOST:PORT/v1#MODEL` (any OpenAI-compatible server;
-    /// `/v1?seeds_choices_independently=true#MODEL` when it answers choice i of a seeded request
-    /// as one choice with seed + i, as `labflow serve` does, so the cache asks for a prompt's
-    /// missing choices in one request), or `test` (a deterministic test teacher for smoke runs;
-    /// its text is not data).
+    /// `http://HOST:PORT/v1[?OPTIONS]#MODEL` (any OpenAI-compatible server), or `test` (a
+    /// deterministic test teacher for smoke runs; its text is not data). OPTIONS, `&`-separated,
+    /// stay in labflow: `seeds_choices_independently=true` when the server answers choice i of a
+    /// seeded request as one choice with seed + i, as `labflow serve` does, so the cache asks for
+    /// a prompt's missing choices in one request; `constraints=vllm|labflow|llama.cpp|openai` to
+    /// send steps' decoding constraints in that server's fields (`vllm` and `labflow`:
+    /// guided_regex/guided_choice/guided_json; `llama.cpp`: grammar/json_schema; `openai`:
+    /// response_format, JSON schemas only); default `none`, not sent.
     #[arg(long, value_name = "SPEC")]
     pub teacher: String,
     /// The run folder: datasets, rejects, the response cache, summary and manifest.

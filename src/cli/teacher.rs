@@ -1,11 +1,12 @@
 //! `labflow serve` and `labflow chat`: a teacher behind an OpenAI-compatible server, or asked
 //! once from the command line. Both open their teacher through [`open_teacher`].
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use labflow::serve::{self, ServeOptions};
 use labflow::store::Location;
 use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
+use labflow::teacher::constraint::Dialect;
 use labflow::teacher::{ChatMessage, Client, HttpConfig, Prompt, Request, Sampling};
 use std::io::Read;
 use std::path::Path;
@@ -15,8 +16,11 @@ use std::sync::Arc;
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The model: a GGUF file, a Hugging Face safetensors folder, or an OpenAI-compatible
-    /// server `http://HOST:PORT/v1#MODEL` (`/v1?seeds_choices_independently=true#MODEL` when it
-    /// answers choice i of a seeded request as one choice with seed + i, as `labflow serve` does).
+    /// server `http://HOST:PORT/v1[?OPTIONS]#MODEL`. OPTIONS, `&`-separated, stay in labflow:
+    /// `seeds_choices_independently=true` when the server answers choice i of a seeded request
+    /// as one choice with seed + i (as `labflow serve` does);
+    /// `constraints=vllm|labflow|llama.cpp|openai` to send decoding constraints in that
+    /// server's fields (default `none`: not sent).
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// Address to listen on. Anything but loopback makes the model reachable from the network.
@@ -44,8 +48,11 @@ pub struct ServeArgs {
 #[derive(Args, Debug)]
 pub struct ChatArgs {
     /// The model: a GGUF file, a Hugging Face safetensors folder, or an OpenAI-compatible
-    /// server `http://HOST:PORT/v1#MODEL` (`/v1?seeds_choices_independently=true#MODEL` when it
-    /// answers choice i of a seeded request as one choice with seed + i, as `labflow serve` does).
+    /// server `http://HOST:PORT/v1[?OPTIONS]#MODEL`. OPTIONS, `&`-separated, stay in labflow:
+    /// `seeds_choices_independently=true` when the server answers choice i of a seeded request
+    /// as one choice with seed + i (as `labflow serve` does);
+    /// `constraints=vllm|labflow|llama.cpp|openai` to send decoding constraints in that
+    /// server's fields (default `none`: not sent).
     #[arg(long, value_name = "PATH|URL")]
     pub model: String,
     /// The user message; read from standard input when absent.
@@ -100,11 +107,15 @@ pub(super) fn open_teacher_with(model: &str, http: &dyn Fn(&mut HttpConfig)) -> 
 /// The HTTP client's settings from a teacher spec `http(s)://HOST:PORT/v1[?OPTIONS][#MODEL]`.
 ///
 /// OPTIONS are `&`-separated `KEY=VALUE` pairs for labflow, never sent to the server (which gets
-/// the URL without them). The one option: `seeds_choices_independently=true|false` (default
-/// false) says the server answers choice `i` of a seeded request as a request for one choice
-/// with seed `seed + i`, as `labflow serve` over the embedded teacher does; the response cache
-/// then fetches a prompt's missing choices in one request instead of one per choice.
+/// the URL without them):
+/// - `seeds_choices_independently=true|false` (default false) says the server answers choice `i`
+///   of a seeded request as a request for one choice with seed `seed + i`, as `labflow serve`
+///   over the embedded teacher does; the response cache then fetches a prompt's missing choices
+///   in one request instead of one per choice.
+/// - `constraints=none|vllm|labflow|llama.cpp|openai` (default none): how the server takes
+///   decoding constraints ([`Dialect`]; `labflow` is `vllm`, what `labflow serve` reads).
 fn http_config(spec: &str) -> Result<HttpConfig> {
+    const OPTIONS: &str = "the options are seeds_choices_independently=true|false and constraints=none|vllm|labflow|llama.cpp|openai";
     let (url, name) = spec.split_once('#').unwrap_or((spec, "default"));
     let (base, options) = url.split_once('?').unwrap_or((url, ""));
     let mut config = HttpConfig::new(base.trim_end_matches('/'), name);
@@ -112,7 +123,10 @@ fn http_config(spec: &str) -> Result<HttpConfig> {
         match option.split_once('=') {
             Some(("seeds_choices_independently", "true")) => config.seeds_choices_independently = true,
             Some(("seeds_choices_independently", "false")) => config.seeds_choices_independently = false,
-            _ => bail!("unknown option `{option}` in the teacher URL `{spec}`; the one option is seeds_choices_independently=true|false"),
+            Some(("constraints", dialect)) => {
+                config.constraints = dialect.parse::<Dialect>().map_err(|e| anyhow!("{e} (in the teacher URL `{spec}`)"))?;
+            }
+            _ => bail!("unknown option `{option}` in the teacher URL `{spec}`; {OPTIONS}"),
         }
     }
     Ok(config)
@@ -210,5 +224,25 @@ mod tests {
             let err = http_config(bad).unwrap_err().to_string();
             assert!(err.contains("seeds_choices_independently=true|false"), "{err}");
         }
+    }
+
+    #[test]
+    fn http_specs_name_the_constraint_dialect() {
+        assert_eq!(http_config("http://h/v1#m").unwrap().constraints, Dialect::None);
+        for (option, want) in [
+            ("vllm", Dialect::Vllm),
+            ("labflow", Dialect::Vllm),
+            ("llama.cpp", Dialect::LlamaCpp),
+            ("openai", Dialect::Openai),
+            ("none", Dialect::None),
+        ] {
+            let c = http_config(&format!("http://h:1/v1?seeds_choices_independently=true&constraints={option}#smol")).unwrap();
+            assert_eq!(
+                (c.base_url.as_str(), c.model.as_str(), c.constraints, c.seeds_choices_independently),
+                ("http://h:1/v1", "smol", want, true)
+            );
+        }
+        let err = http_config("http://h/v1?constraints=outlines#m").unwrap_err().to_string();
+        assert!(err.contains("unknown constraint dialect \"outlines\"") && err.contains("http://h/v1?constraints=outlines#m"), "{err}");
     }
 }

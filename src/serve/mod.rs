@@ -1,8 +1,10 @@
 //! `labflow serve`: an OpenAI-compatible HTTP server over any teacher [`Client`].
 //!
 //! Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, with `n`,
-//! `seed`, `temperature`, `top_p`, `top_k` (an extension), `max_tokens`, `stop`, log-probabilities
-//! and `stream: true` (server-sent events ending in `data: [DONE]`). Requests are parsed in
+//! `seed`, `temperature`, `top_p`, `top_k` (an extension), `max_tokens`, `stop`, log-probabilities,
+//! `stream: true` (server-sent events ending in `data: [DONE]`), and decoding constraints
+//! (vLLM's `guided_regex` / `guided_choice` / `guided_json`, OpenAI's `response_format` with a
+//! JSON schema), which travel to the teacher in its `Sampling`. Requests are parsed in
 //! `parse`, answered by the teacher, and rendered in OpenAI's exact shapes in `render`; errors
 //! use OpenAI's error object (`error`). The server is a thin layer: sampling, batching and
 //! caching belong to the [`Client`] it is given (the embedded model, an upstream HTTP server,

@@ -5,10 +5,16 @@
 //! error says `temperature must be a number between 0 and 2` rather than serde's
 //! `invalid type at line 1 column 40`. As OpenAI does, unknown fields (`user`, `metadata`, …)
 //! are ignored and `null` means "not given". Known fields that would change the answer but that
-//! no teacher here implements (penalties, `logit_bias`, tools, JSON mode, `suffix`) are refused
-//! with a 400 rather than silently ignored.
+//! no teacher here implements (penalties, `logit_bias`, tools, JSON mode without a schema,
+//! grammars, `suffix`) are refused with a 400 rather than silently ignored.
+//!
+//! Decoding constraints ([`Constraint`]) come as vLLM's `guided_regex`, `guided_choice` and
+//! `guided_json`, or as OpenAI's `response_format: {"type": "json_schema", …}`; at most one per
+//! request, on both endpoints. They are checked here ([`Constraint::check`]), so a malformed one
+//! is a 400 naming its field before the teacher sees it.
 
 use super::error::ApiError;
+use crate::teacher::constraint::Constraint;
 use crate::teacher::{ChatMessage, Prompt, Sampling};
 use serde_json::{Map, Value};
 
@@ -97,6 +103,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ApiRequest, ApiError> {
     if sampling.stop.iter().any(String::is_empty) {
         return Err(ApiError::invalid("stop", "stop strings must not be empty"));
     }
+    sampling.constraint = constraint(&f)?;
     let stream = f.boolean("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
         None => false,
@@ -165,9 +172,17 @@ fn refuse_unsupported(f: &Fields<'_>, endpoint: Endpoint) -> Result<(), ApiError
             return Err(ApiError::unsupported(name, format!("{name} (tool calling) is not supported")));
         }
     }
-    if let Some(format) = f.get("response_format") {
-        if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::unsupported("response_format", "only response_format {\"type\": \"text\"} is supported"));
+    for (name, instead) in [
+        ("guided_grammar", "a grammar"),
+        ("grammar", "a grammar (llama.cpp's GBNF)"),
+        ("json_schema", "llama.cpp's `json_schema` field"),
+        ("guided_whitespace_pattern", "a whitespace pattern"),
+    ] {
+        if f.get(name).is_some() {
+            return Err(ApiError::unsupported(
+                name,
+                format!("{name} ({instead}) is not supported; constrain the output with guided_regex, guided_choice or guided_json"),
+            ));
         }
     }
     if endpoint == Endpoint::Completions {
@@ -183,6 +198,76 @@ fn refuse_unsupported(f: &Fields<'_>, endpoint: Endpoint) -> Result<(), ApiError
         }
     }
     Ok(())
+}
+
+/// The request's decoding constraint, if any: `guided_regex` (a string), `guided_choice` (a
+/// non-empty list of strings), `guided_json` (a schema, or a string holding one), or
+/// `response_format` of type `json_schema`. Two at once are refused, naming both.
+fn constraint(f: &Fields<'_>) -> Result<Option<Constraint>, ApiError> {
+    let mut given: Vec<(&str, Constraint)> = Vec::new();
+    if let Some(v) = f.get("guided_regex") {
+        let regex = v.as_str().ok_or_else(|| ApiError::invalid("guided_regex", "guided_regex must be a string (a regular expression)"))?;
+        given.push(("guided_regex", Constraint::Regex(regex.to_string())));
+    }
+    if let Some(v) = f.get("guided_choice") {
+        let items = v
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| ApiError::invalid("guided_choice", "guided_choice must be a non-empty list of strings"))?;
+        let labels = items
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid(format!("guided_choice[{i}]"), "choices must be strings"))
+            })
+            .collect::<Result<_, _>>()?;
+        given.push(("guided_choice", Constraint::Choice(labels)));
+    }
+    if let Some(v) = f.get("guided_json") {
+        let schema = match v {
+            Value::Object(_) => v.clone(),
+            // vLLM takes the schema serialised too (`json.dumps(schema)`).
+            Value::String(s) => serde_json::from_str(s)
+                .map_err(|e| ApiError::invalid("guided_json", format!("guided_json is a string but not JSON: {e}")))?,
+            _ => return Err(ApiError::invalid("guided_json", "guided_json must be a JSON schema: an object, or a string holding one")),
+        };
+        given.push(("guided_json", Constraint::JsonSchema(schema)));
+    }
+    if let Some(schema) = response_format(f)? {
+        given.push(("response_format", Constraint::JsonSchema(schema)));
+    }
+    let mut given = given.into_iter();
+    let Some((name, constraint)) = given.next() else { return Ok(None) };
+    if let Some((other, _)) = given.next() {
+        return Err(ApiError::invalid(other, format!("{name} and {other} are both given; a request takes one constraint")));
+    }
+    let param = if name == "response_format" { "response_format.json_schema.schema" } else { name };
+    constraint.check().map_err(|e| ApiError::invalid(param, e.to_string()))?;
+    Ok(Some(constraint))
+}
+
+/// OpenAI's `response_format`: `text` (no constraint) or `json_schema` (its `schema`).
+/// `json_object` ("some JSON object") has no schema to decode by and is refused.
+fn response_format(f: &Fields<'_>) -> Result<Option<Value>, ApiError> {
+    let Some(format) = f.get("response_format") else { return Ok(None) };
+    let Some(format) = format.as_object() else {
+        return Err(ApiError::invalid("response_format", "response_format must be an object such as {\"type\": \"json_schema\", …}"));
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_schema") => {
+            let schema = format.get("json_schema").and_then(|j| j.get("schema")).filter(|s| !s.is_null()).ok_or_else(|| {
+                ApiError::invalid("response_format.json_schema.schema", "response_format of type json_schema needs json_schema.schema")
+            })?;
+            Ok(Some(schema.clone()))
+        }
+        Some("json_object") => Err(ApiError::unsupported(
+            "response_format",
+            "response_format {\"type\": \"json_object\"} (any JSON object) is not supported: give the schema the object follows, \
+             as {\"type\": \"json_schema\", \"json_schema\": {\"name\": …, \"schema\": {…}}} (or guided_json)",
+        )),
+        _ => Err(ApiError::unsupported("response_format", "response_format must be of type text or json_schema")),
+    }
 }
 
 /// Chat `messages`: roles `system` (or `developer`), `user`, `assistant`; content a string, a
@@ -357,5 +442,66 @@ mod tests {
         }
         let err = parse(Endpoint::Completions, br#"{"prompt":"x","echo":true,"logprobs":1}"#).expect_err("echo+logprobs");
         assert_eq!((err.param.as_deref(), err.code), (Some("echo"), Some("unsupported")));
+    }
+
+    #[test]
+    fn constraints_in_every_form() {
+        let msgs = r#""messages":[{"role":"user","content":"x"}]"#;
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+        let cases = [
+            (format!(r#"{{{msgs},"guided_regex":"a+"}}"#), Some(Constraint::Regex("a+".into()))),
+            (format!(r#"{{{msgs},"guided_choice":["YES","NO"]}}"#), Some(Constraint::Choice(vec!["YES".into(), "NO".into()]))),
+            (format!(r#"{{{msgs},"guided_json":{schema}}}"#), Some(Constraint::JsonSchema(schema.clone()))),
+            (
+                format!(r#"{{{msgs},"guided_json":{}}}"#, serde_json::to_string(&schema.to_string()).unwrap()),
+                Some(Constraint::JsonSchema(schema.clone())),
+            ),
+            (
+                format!(
+                    r#"{{{msgs},"response_format":{{"type":"json_schema","json_schema":{{"name":"n","strict":true,"schema":{schema}}}}}}}"#
+                ),
+                Some(Constraint::JsonSchema(schema.clone())),
+            ),
+            (format!(r#"{{{msgs},"response_format":{{"type":"text"}},"guided_regex":null}}"#), None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(chat(&body).expect(&body).sampling.constraint, want, "{body}");
+        }
+        let r = parse(Endpoint::Completions, br#"{"prompt":"x","guided_choice":["a"],"stream":true}"#).expect("completions");
+        assert_eq!(r.sampling.constraint, Some(Constraint::Choice(vec!["a".into()])));
+    }
+
+    #[test]
+    fn bad_constraints_are_refused_naming_the_field() {
+        let msgs = r#""messages":[{"role":"user","content":"x"}]"#;
+        for (extra, param, says) in [
+            (r#""guided_regex":"a","guided_choice":["b"]"#, "guided_choice", "guided_regex and guided_choice are both given"),
+            (
+                r#""guided_json":{"type":"integer"},"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"integer"}}}"#,
+                "response_format",
+                "guided_json and response_format are both given",
+            ),
+            (r#""guided_regex":"(unclosed""#, "guided_regex", "bad regex"),
+            (r#""guided_regex":"\\bword""#, "guided_regex", "word boundaries"),
+            (r#""guided_regex":3"#, "guided_regex", "must be a string"),
+            (r#""guided_choice":[]"#, "guided_choice", "non-empty list"),
+            (r#""guided_choice":["a",1]"#, "guided_choice[1]", "strings"),
+            (r#""guided_json":{"type":"string","pattern":"x"}"#, "guided_json", "`pattern` is not supported"),
+            (r#""guided_json":"{not json""#, "guided_json", "not JSON"),
+            (r#""response_format":{"type":"json_object"}"#, "response_format", "give the schema"),
+            (r#""response_format":{"type":"json_schema"}"#, "response_format.json_schema.schema", "needs json_schema.schema"),
+            (
+                r#""response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{"a":{"$ref":"x"}}}}}"#,
+                "response_format.json_schema.schema",
+                "`$ref` is not supported",
+            ),
+            (r#""grammar":"root ::= \"a\"""#, "grammar", "guided_regex"),
+        ] {
+            let body = format!("{{{msgs},{extra}}}");
+            let err = chat(&body).expect_err(&body);
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+            assert!(err.message.contains(says), "{body}: {}", err.message);
+        }
     }
 }

@@ -58,6 +58,16 @@ impl Constraint {
         }
     }
 
+    /// Checks the constraint without compiling it, and returns its regex: the regex parses and
+    /// uses only what a constraint can express, the schema stays in the supported subset. A
+    /// server calls this to refuse a malformed constraint at once, naming the field it came in;
+    /// only the size limit ([`ConstraintError::TooLarge`]) waits for [`TokenAutomaton::compile`].
+    pub fn check(&self) -> Result<String, ConstraintError> {
+        let regex = self.regex()?;
+        automaton::check_syntax(&regex)?;
+        Ok(regex)
+    }
+
     /// A short description for reject reasons and logs.
     pub fn describe(&self) -> String {
         match self {

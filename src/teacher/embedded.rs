@@ -196,6 +196,13 @@ impl SeqJob {
             self.finish = FinishReason::Stop;
             return Ok(None);
         }
+        if self.constraint.as_ref().is_some_and(|(automaton, state)| automaton.allowed(*state).complete) {
+            // This token made the text a whole match nothing can extend: done now, with no
+            // forward step for a token that could not be sampled, and `Stop` even when it was the
+            // last one `max_tokens` allowed.
+            self.finish = FinishReason::Stop;
+            return Ok(None);
+        }
         Ok((self.generated.len() < self.max_new).then_some(next))
     }
 

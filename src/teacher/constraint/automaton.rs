@@ -292,9 +292,9 @@ impl TokenAutomaton {
     }
 }
 
-/// The anchored, whole-match byte DFA of `regex`.
-fn byte_dfa(regex: &str) -> Result<dense::DFA<Vec<u32>>, ConstraintError> {
-    // Refuse what a DFA cannot do before regex-automata's less specific error.
+/// Checks that `regex` parses and uses only what a constraint can express (no line anchors or
+/// word boundaries), without building its DFA.
+pub(super) fn check_syntax(regex: &str) -> Result<(), ConstraintError> {
     let hir = regex_syntax::ParserBuilder::new()
         .dot_matches_new_line(true)
         .build()
@@ -303,6 +303,13 @@ fn byte_dfa(regex: &str) -> Result<dense::DFA<Vec<u32>>, ConstraintError> {
     if hir.properties().look_set().iter().any(|l| !matches!(l, regex_syntax::hir::Look::Start | regex_syntax::hir::Look::End)) {
         return Err(ConstraintError::Invalid(format!("/{regex}/ uses line anchors or word boundaries, which a constraint cannot express")));
     }
+    Ok(())
+}
+
+/// The anchored, whole-match byte DFA of `regex`.
+fn byte_dfa(regex: &str) -> Result<dense::DFA<Vec<u32>>, ConstraintError> {
+    // Refuse what a DFA cannot do before regex-automata's less specific error.
+    check_syntax(regex)?;
     dense::Builder::new()
         .configure(
             dense::Config::new()

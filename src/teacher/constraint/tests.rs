@@ -107,6 +107,11 @@ fn refusals_name_the_problem() {
     assert!(e.to_string().contains("`pattern` is not supported"), "{e}");
     let e = json_schema::to_regex(&serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]})).unwrap_err();
     assert!(e.to_string().contains("\"b\""), "{e}");
+    // `check` refuses the same malformed constraints without building a DFA.
+    assert!(Constraint::Regex("(unclosed".into()).check().unwrap_err().to_string().contains("bad regex"));
+    assert!(Constraint::Regex(r"\bword".into()).check().unwrap_err().to_string().contains("word boundaries"));
+    assert!(Constraint::JsonSchema(serde_json::json!({"type": "string", "pattern": "x"})).check().is_err());
+    assert_eq!(Constraint::Choice(vec!["a.b".into()]).check().unwrap(), r"(?:a\.b)");
 }
 
 #[test]
