@@ -158,21 +158,27 @@ async fn embedded_completions_match_their_constraints() {
 }
 
 #[tokio::test]
-async fn a_constraint_met_on_the_last_allowed_token_ends_with_stop() {
+async fn a_tight_budget_closes_the_format_instead_of_cutting_it() {
     let Some(t) = teacher() else { return };
     let (_, constraint, prompt, _) = cases().remove(2);
     let greedy = |max_tokens| request(prompt.clone(), Sampling { constraint: Some(constraint.clone()), ..Sampling::greedy(max_tokens) });
     let free = t.complete(&greedy(120)).await.expect("complete");
     let used = free.usage.completion_tokens as u32;
     assert_eq!(free.choices[0].finish_reason, FinishReason::Stop);
-    let tight = t.complete(&greedy(used)).await.expect("complete");
-    assert_eq!((tight.choices[0].text.as_str(), tight.choices[0].finish_reason), (free.choices[0].text.as_str(), FinishReason::Stop));
-    assert_eq!(tight.usage.completion_tokens, used as u64);
-    // One token short: cut, and said so.
-    let short = t.complete(&greedy(used - 1)).await.expect("complete");
+    // Fewer tokens than the free reply took: once the budget left is no more than the distance
+    // to a whole match, only tokens that close the format are allowed, so the reply still ends
+    // whole (more compact than the free one), within the budget.
+    for budget in [used, used - 2] {
+        let tight = t.complete(&greedy(budget)).await.expect("complete");
+        let c = &tight.choices[0];
+        assert_eq!(c.finish_reason, FinishReason::Stop, "budget {budget}: {:?}", c.text);
+        check(&constraint, &c.text, FinishReason::Stop, &format!("budget {budget}"));
+        assert!(tight.usage.completion_tokens <= u64::from(budget));
+    }
+    // A budget below the shortest whole reply: cut, said so, and still a prefix of one.
+    let short = t.complete(&greedy(3)).await.expect("complete");
     assert_eq!(short.choices[0].finish_reason, FinishReason::Length);
-    assert!(free.choices[0].text.starts_with(&short.choices[0].text));
-    check(&constraint, &short.choices[0].text, FinishReason::Length, "one token short");
+    check(&constraint, &short.choices[0].text, FinishReason::Length, "3 tokens");
 }
 
 #[tokio::test]
