@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use regex_automata::util::primitives::StateID;
 
 /// The command that fetches the default model, named in errors about a missing model file.
@@ -69,9 +69,15 @@ struct Core {
     precision: Precision,
     /// The vocabulary as bytes, for decoding constraints.
     vocab: Arc<Vocabulary>,
-    /// Compiled constraints by regex (cleared past [`AUTOMATA_CACHE`] entries).
-    automata: Mutex<HashMap<String, Arc<TokenAutomaton>>>,
+    /// Compiled constraints by regex (cleared past [`AUTOMATA_CACHE`] entries). Each entry is
+    /// compiled once: concurrent requests with a constraint not seen before wait for the first
+    /// one's compile instead of each compiling their own.
+    automata: Mutex<HashMap<String, Arc<OnceLock<Compiled>>>>,
 }
+
+/// A constraint's automaton, or why its regex does not compile (kept, so a bad constraint is not
+/// recompiled for every request).
+type Compiled = Result<Arc<TokenAutomaton>, crate::teacher::constraint::ConstraintError>;
 
 /// Most compiled constraints kept at once.
 const AUTOMATA_CACHE: usize = 256;
@@ -82,16 +88,16 @@ impl Core {
         let Some(constraint) = &request.sampling.constraint else { return Ok(None) };
         let spec = |e: crate::teacher::constraint::ConstraintError| TeacherError::Spec { endpoint: self.path.display().to_string(), message: e.to_string() };
         let regex = constraint.regex().map_err(spec)?;
-        if let Some(a) = self.automata.lock().expect("invariant: automata lock is never poisoned").get(&regex) {
-            return Ok(Some(a.clone()));
-        }
-        let compiled = Arc::new(TokenAutomaton::compile(&regex, self.vocab.clone()).map_err(spec)?);
-        let mut cache = self.automata.lock().expect("invariant: automata lock is never poisoned");
-        if cache.len() >= AUTOMATA_CACHE {
-            cache.clear();
-        }
-        cache.insert(regex, compiled.clone());
-        Ok(Some(compiled))
+        let entry = {
+            let mut cache = self.automata.lock().expect("invariant: automata lock is never poisoned");
+            if cache.len() >= AUTOMATA_CACHE && !cache.contains_key(&regex) {
+                cache.clear();
+            }
+            cache.entry(regex.clone()).or_default().clone()
+        };
+        // Compiled outside the map's lock: other constraints are not held up by this one.
+        let compiled = entry.get_or_init(|| TokenAutomaton::compile(&regex, self.vocab.clone()).map(Arc::new));
+        compiled.clone().map(Some).map_err(spec)
     }
 }
 
