@@ -343,6 +343,22 @@ async fn completions_stream_text_completion_chunks() {
     assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("stop")));
 }
 
+/// `labflow serve` in front of an HTTP teacher (here: another serve) answers whatever model a
+/// request names and whatever name it serves under: the upstream is asked for its own model.
+#[tokio::test]
+async fn serve_in_front_of_an_http_teacher_answers_under_any_name() {
+    let upstream = start(None).await;
+    let http = labflow::teacher::HttpClient::new(labflow::teacher::HttpConfig::new(format!("http://{upstream}/v1"), "echo-model")).unwrap();
+    let options = ServeOptions { host: "127.0.0.1".into(), port: 0, api_key: None, access_log: None };
+    let listener = serve::bind(&options).await.expect("bind");
+    let proxy = listener.local_addr().expect("address");
+    tokio::spawn(async move { serve::serve_on(listener, Arc::new(http), format!("http://{upstream}/v1#echo-model"), &options).await });
+    let (status, body) = post(proxy, "/v1/chat/completions", &chat_body("one two")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "two one #0");
+    assert_eq!(body["model"], format!("http://{upstream}/v1#echo-model"));
+}
+
 #[tokio::test]
 async fn api_key_is_required_when_set() {
     let address = start(Some("sekrit")).await;

@@ -172,7 +172,10 @@ async fn complete(state: &Served, request: &ApiRequest) -> Result<Vec<TeacherRes
     let requests: Vec<Request> = request
         .prompts
         .iter()
-        .map(|prompt| Request { model: state.model.clone(), prompt: prompt.clone(), sampling: request.sampling.clone() })
+        // No model name: the served client answers with its own model (an HTTP teacher refuses a
+        // name other than its upstream's, and the served name is often not that; the embedded
+        // teacher ignores it). So serve's cache keys equal `generate`'s for the same teacher.
+        .map(|prompt| Request { model: String::new(), prompt: prompt.clone(), sampling: request.sampling.clone() })
         .collect();
     let responses =
         futures::future::try_join_all(requests.iter().map(|r| state.client.complete(r))).await.map_err(|e| ApiError::teacher(&e))?;
