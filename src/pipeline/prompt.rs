@@ -10,6 +10,13 @@
 //!   newlines, the user message.
 //! - the reference's (`system_in_user`): all five parts joined by newlines as one user message,
 //!   exactly the text InstructLab's LLMBlock renders before wrapping it in a chat template.
+//!
+//! labflow's layout also takes `example_turns` (not in the reference's format): worked examples
+//! as earlier turns of the conversation, each a user message and the assistant's reply, between
+//! the system message and the user message. A chat model imitates a reply it has "given" far
+//! more reliably than one it is told about: with SmolLM2-135M, an example answer quoted in the
+//! user message is mostly talked about ("The example answer does not…"), one given as a turn is
+//! followed in form.
 
 use crate::teacher::{ChatMessage, Prompt};
 use minijinja::{Environment, UndefinedBehavior};
@@ -41,6 +48,19 @@ pub struct PromptConfig {
     /// End tags, paired with `start_tags`.
     #[serde(default)]
     pub end_tags: Vec<String>,
+    /// Worked examples as earlier conversation turns (labflow's layout only).
+    #[serde(default)]
+    pub example_turns: Vec<ExampleTurn>,
+}
+
+/// One worked example given as a turn of the conversation: templates, like every part.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleTurn {
+    /// The example request, as the user's message.
+    pub user: String,
+    /// The example answer, as the assistant's reply.
+    pub assistant: String,
 }
 
 /// A compiled prompt: templates checked, ready to render rows.
@@ -48,6 +68,8 @@ pub struct PromptConfig {
 pub struct PromptTemplate {
     env: Arc<Environment<'static>>,
     has_system: bool,
+    /// How many `example_turns` (templates `turn{i}.user` and `turn{i}.assistant`).
+    turns: usize,
     tags: Vec<(String, String)>,
 }
 
@@ -71,6 +93,11 @@ impl PromptTemplate {
                 config.end_tags.len()
             ));
         }
+        if system_in_user && !config.example_turns.is_empty() {
+            return Err("example_turns needs labflow's layout: the reference's renders one user message; \
+                        move the examples into `examples`"
+                .to_string());
+        }
         let rest = [&config.introduction, &config.principles, &config.examples, &config.generation];
         let (system, user) = if system_in_user {
             // The reference's struct: "{system}\n{introduction}\n{principles}\n{examples}\n{generation}".
@@ -90,8 +117,14 @@ impl PromptTemplate {
         if let Some(s) = &system {
             env.add_template_owned("system", s.clone()).map_err(|e| format!("template error in `system`: {e:#}"))?;
         }
+        for (i, turn) in config.example_turns.iter().enumerate() {
+            for (role, text) in [("user", &turn.user), ("assistant", &turn.assistant)] {
+                env.add_template_owned(format!("turn{i}.{role}"), text.clone())
+                    .map_err(|e| format!("template error in `example_turns[{i}].{role}`: {e:#}"))?;
+            }
+        }
         let tags = config.start_tags.iter().cloned().zip(config.end_tags.iter().cloned()).collect();
-        Ok(PromptTemplate { env: Arc::new(env), has_system: system.is_some(), tags })
+        Ok(PromptTemplate { env: Arc::new(env), has_system: system.is_some(), turns: config.example_turns.len(), tags })
     }
 
     /// The prompt file's tag pairs (for `parse: tags`).
@@ -110,9 +143,14 @@ impl PromptTemplate {
                 _ => format!("cannot render the prompt: {e}"),
             })
         };
-        let mut messages = Vec::with_capacity(2);
+        let mut messages = Vec::with_capacity(2 + 2 * self.turns);
         if self.has_system {
             messages.push(ChatMessage::new("system", render("system")?));
+        }
+        for i in 0..self.turns {
+            for role in ["user", "assistant"] {
+                messages.push(ChatMessage::new(role, render(&format!("turn{i}.{role}"))?));
+            }
         }
         messages.push(ChatMessage::new("user", render("user")?));
         Ok(Prompt::Chat(messages))
@@ -137,7 +175,24 @@ mod tests {
             generation: Some("Example: {{ seed_question }}\n".into()),
             start_tags: vec!["[Q]".into()],
             end_tags: vec!["[/Q]".into()],
+            example_turns: Vec::new(),
         }
+    }
+
+    #[test]
+    fn example_turns_come_between_the_system_and_the_user_message() {
+        let mut c = config();
+        c.example_turns = vec![ExampleTurn { user: "Q: {{ seed_question }}".into(), assistant: "A for {{ task_description }}\n".into() }];
+        let t = PromptTemplate::compile(&c, false).unwrap();
+        let p = t.render(&vars(json!({"num_samples": 3, "task_description": "rivers", "seed_question": "Longest?"}))).unwrap();
+        let Prompt::Chat(m) = p else { panic!("chat expected") };
+        let roles: Vec<&str> = m.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!((m[1].content.as_str(), m[2].content.as_str()), ("Q: Longest?", "A for rivers"));
+        assert!(t.render(&vars(json!({"num_samples": 3, "task_description": "rivers"}))).unwrap_err().contains("lacks"));
+        assert!(PromptTemplate::compile(&c, true).unwrap_err().contains("labflow's layout"));
+        c.example_turns[0].assistant = "{% if %}".into();
+        assert!(PromptTemplate::compile(&c, false).unwrap_err().contains("example_turns[0].assistant"));
     }
 
     #[test]
