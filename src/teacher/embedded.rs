@@ -155,25 +155,17 @@ impl SeqJob {
         let next = match &self.constraint {
             None => self.sampler.sample(&self.logits),
             Some((automaton, state)) => {
-                let mut allowed = automaton.allowed(*state);
-                // Within the budget's reach of the end: only tokens that close the format, so
-                // the reply ends whole instead of being cut by max_tokens.
                 let left = (self.max_new - self.generated.len()) as u32;
-                if !allowed.complete && automaton.distance(*state).is_some_and(|d| left <= d) {
-                    let closing = automaton.closing(*state);
-                    if closing.count() > 0 {
-                        allowed = closing;
+                let sampler = &mut self.sampler;
+                match automaton.pick(*state, &self.logits, left, |logits| sampler.sample(logits)) {
+                    Some(next) => next,
+                    None => {
+                        // A whole match no token can extend (or, never with a byte-level
+                        // vocabulary, no token fits): the choice is done.
+                        self.finish = FinishReason::Stop;
+                        return Ok(None);
                     }
                 }
-                if allowed.complete || allowed.count() == 0 {
-                    // The text is a whole match no token can extend (or, never with a byte-level
-                    // vocabulary, no token fits): the choice is done.
-                    self.finish = FinishReason::Stop;
-                    return Ok(None);
-                }
-                let mut masked = self.logits.clone();
-                allowed.mask(&mut masked);
-                self.sampler.sample(&masked)
             }
         };
         if let Some((automaton, state)) = &mut self.constraint {
@@ -202,7 +194,7 @@ impl SeqJob {
             self.finish = FinishReason::Stop;
             return Ok(None);
         }
-        if self.constraint.as_ref().is_some_and(|(automaton, state)| automaton.allowed(*state).complete) {
+        if self.constraint.as_ref().is_some_and(|(automaton, state)| automaton.is_complete(*state)) {
             // This token made the text a whole match nothing can extend: done now, with no
             // forward step for a token that could not be sampled, and `Stop` even when it was the
             // last one `max_tokens` allowed.

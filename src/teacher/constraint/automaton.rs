@@ -185,6 +185,61 @@ impl TokenAutomaton {
         self.is_match(self.advance_bytes(self.start, text))
     }
 
+    /// Whether token `id` may follow the text that led to `state`: what
+    /// `allowed(state).contains(id)` says, by walking that one token's bytes.
+    pub fn permits(&self, state: StateID, id: u32) -> bool {
+        if id as usize >= self.vocab.size {
+            return false;
+        }
+        if self.vocab.end.contains(&id) {
+            return self.is_match(state);
+        }
+        let bytes = self.vocab.bytes.get(id as usize).map_or(&[][..], |b| b);
+        // Dead and quit states are absorbing, so a live end state means every prefix was live.
+        !bytes.is_empty() && self.alive(state) && self.alive(self.advance_bytes(state, bytes))
+    }
+
+    /// Whether the text that led to `state` is a whole match no byte can extend (what
+    /// `allowed(state).complete` says, without computing the token set).
+    pub fn is_complete(&self, state: StateID) -> bool {
+        self.is_match(state) && !(0..=255u8).any(|b| self.alive(self.dfa.next_state(state, b)))
+    }
+
+    /// The next token under the constraint from `logits`, drawn by `sample`; `None` when the
+    /// choice is done (a whole match nothing can extend, or no token fits). `left` is the token
+    /// budget: within [`TokenAutomaton::distance`] of it, only [`TokenAutomaton::closing`]
+    /// tokens are drawn, so the reply closes its format instead of being cut.
+    ///
+    /// As llama.cpp's grammar sampler does, the token drawn from the unmasked logits is kept
+    /// when the constraint permits it, and only otherwise drawn again from the masked logits.
+    /// Greedy decoding is unchanged by this, and so is plain temperature sampling (a draw from
+    /// p kept when it falls in the allowed set A, else a draw from p restricted to A, is a draw
+    /// from p restricted to A); with top-p or top-k the first draw's nucleus is the unmasked
+    /// one. A model that already keeps to the format pays one walk over a token's bytes, not a
+    /// token set for every new state.
+    pub fn pick(&self, state: StateID, logits: &[f32], left: u32, mut sample: impl FnMut(&[f32]) -> u32) -> Option<u32> {
+        if self.is_complete(state) {
+            return None;
+        }
+        let masked = |allowed: &Allowed| {
+            let mut masked = logits.to_vec();
+            allowed.mask(&mut masked);
+            masked
+        };
+        if self.distance(state).is_some_and(|d| left <= d) {
+            let closing = self.closing(state);
+            if closing.count() > 0 {
+                return Some(sample(&masked(&closing)));
+            }
+        }
+        let first = sample(logits);
+        if self.permits(state, first) {
+            return Some(first);
+        }
+        let allowed = self.allowed(state);
+        (allowed.count() > 0).then(|| sample(&masked(&allowed)))
+    }
+
     /// The tokens allowed after the text that led to `state`.
     pub fn allowed(&self, state: StateID) -> Arc<Allowed> {
         if let Some(a) = self.masks.lock().expect("invariant: mask cache lock is never poisoned").get(&state) {

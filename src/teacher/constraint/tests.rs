@@ -217,6 +217,32 @@ proptest! {
         }
     }
 
+    /// `permits` and `is_complete` (one token's bytes) agree with the token set `allowed`
+    /// computes, in every state a random walk passes; `pick` draws only permitted tokens.
+    #[test]
+    fn permits_agrees_with_the_allowed_set(pattern in arb_regex(), seed in any::<u64>()) {
+        let (v, bytes, end) = vocab(b"abc-[]xyz", &[b"ab", b"[a", b"c]", b"--", b"abc"]);
+        let a = TokenAutomaton::compile(&pattern, v).unwrap();
+        let mut sampler = Sampler::new(1.0, 1.0, None, Some(seed));
+        let flat = vec![0.0f32; bytes.len()];
+        let mut state = a.start();
+        for _ in 0..24 {
+            let allowed = a.allowed(state);
+            prop_assert_eq!(a.is_complete(state), allowed.complete);
+            for id in 0..bytes.len() as u32 + 1 {
+                prop_assert_eq!(a.permits(state, id), allowed.contains(id), "token {} in /{}/", id, pattern);
+            }
+            match a.pick(state, &flat, 64, |l| sampler.sample(l)) {
+                Some(t) if t != end => {
+                    prop_assert!(allowed.contains(t));
+                    state = a.advance(state, t);
+                }
+                Some(_) => break,
+                None => { prop_assert!(allowed.complete || allowed.count() == 0); break }
+            }
+        }
+    }
+
     /// Every JSON document a constrained walk ends with parses and validates under its schema
     /// (checked by the `jsonschema` crate).
     #[test]
@@ -252,13 +278,14 @@ proptest! {
             let (mut ids, mut text) = (Vec::new(), Vec::new());
             let mut state = a.map(|a| a.start());
             for _ in 0..32 {
-                let mut l = logits(&ids);
-                if let (Some(a), Some(s)) = (a, state) {
-                    let allowed = a.allowed(s);
-                    if allowed.complete { break; }
-                    allowed.mask(&mut l);
-                }
-                let t = sampler.sample(&l);
+                let l = logits(&ids);
+                let t = match (a, state) {
+                    (Some(a), Some(s)) => match a.pick(s, &l, 32, |l| sampler.sample(l)) {
+                        Some(t) => t,
+                        None => break,
+                    },
+                    _ => sampler.sample(&l),
+                };
                 if t == end { break; }
                 ids.push(t);
                 text.extend_from_slice(&bytes[t as usize]);
