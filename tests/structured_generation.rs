@@ -15,7 +15,8 @@ use std::path::Path;
 
 const LEAF: &str = "compositional_skills/linguistics/synonyms";
 
-/// `labflow generate` on the synonyms leaf; the `--json` summary.
+/// `labflow generate` on the synonyms leaf; the `--json` summary, with `seeds_covered` added:
+/// how many seed examples have at least one row in the dataset, of how many.
 fn generate(pipeline: &str, model: &Path) -> Value {
     let out_dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_labflow"))
@@ -25,8 +26,17 @@ fn generate(pipeline: &str, model: &Path) -> Value {
         .output()
         .unwrap();
     assert!(out.status.success(), "generate failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    eprintln!("{pipeline}: {} rows, {} teacher calls, {:.0} s", s["rows"], s["teacher_calls"], s["wall_seconds"].as_f64().unwrap_or(0.0));
+    let mut s: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    // The freeform pipeline's first step reads one row per seed example.
+    let seeds = operators(&s, "freeform_skills").first().map_or(0, |o| o["rows_in"].as_u64().unwrap());
+    let covered = seeds_with_rows(&out_dir.path().join("generated").join(LEAF));
+    s["seeds_covered"] = serde_json::json!([covered, seeds]);
+    eprintln!(
+        "{pipeline}: {} rows, {} teacher calls, {:.0} s; seed examples with a row: {covered} of {seeds}",
+        s["rows"],
+        s["teacher_calls"],
+        s["wall_seconds"].as_f64().unwrap_or(0.0)
+    );
     for o in s["operators"].as_array().unwrap() {
         eprintln!(
             "  {:40} in {:4} out {:4} rejected {:4} unparsed {:3} truncated {:3}",
@@ -39,6 +49,21 @@ fn generate(pipeline: &str, model: &Path) -> Value {
         );
     }
     s
+}
+
+/// Distinct `seed_question`s among the rows of a leaf's JSONL datasets under `dir`.
+fn seeds_with_rows(dir: &Path) -> usize {
+    let mut seeds = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let row: Value = serde_json::from_str(line).unwrap();
+                seeds.insert(row["seed_question"].as_str().unwrap_or_else(|| panic!("no seed_question in {line}")).to_string());
+            }
+        }
+    }
+    seeds.len()
 }
 
 fn operators<'a>(s: &'a Value, pipeline: &str) -> Vec<&'a Value> {
