@@ -55,7 +55,7 @@ fn main() {
     let gguf = GgufFile::open(&path).expect("model present (bash models/fetch.sh)");
     let mut model = Model::from_gguf(&gguf).expect("model loads");
     model.quantize_q8();
-    model.set_threads(threads);
+    model.set_threads(threads).expect("compute threads start");
     let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer");
     let mut prompt = tok.encode(PROMPT).expect("encodes");
     prompt.truncate(128);

@@ -8,6 +8,8 @@
 //! - `forward_batch` with Q8_0 weights and Q8 activations stays within [`Q8_TOL`] of the reference
 //!   logits and makes the same greedy choices on the llama.cpp fixture prompts wherever the
 //!   reference's margin between its two best tokens exceeds [`Q8_MARGIN`].
+//! - `forward_batch` gives the same bits on 1, 2 and 3 threads (the products split the weight rows
+//!   into bands; every output is computed the same way whichever band it falls in).
 //!
 //! Without the model file every test prints SKIPPED and passes, unless `LABFLOW_REQUIRE_MODEL=1`.
 
@@ -168,4 +170,33 @@ fn q8_step_stays_close_to_the_reference() {
         assert!(worst <= Q8_TOL && agree == checked, "{}", report.join("\n"));
     }
     println!("{}", report.join("\n"));
+}
+
+#[test]
+fn a_decode_step_does_not_depend_on_the_thread_count() {
+    let Some(l) = loaded() else { return };
+    let ps = prompts(l);
+    let prefilled: Vec<KvCache> = ps
+        .iter()
+        .take(3)
+        .map(|(_, p)| {
+            let mut c = KvCache::new(l.model.config(), p.len() + 1);
+            l.model.forward(p, &mut c).expect("prefill");
+            c
+        })
+        .collect();
+    let step = |m: &Model, precision: Precision| {
+        let mut caches = prefilled.clone();
+        let mut steps: Vec<(u32, &mut KvCache)> = caches.iter_mut().enumerate().map(|(i, c)| (i as u32 + 7, c)).collect();
+        m.forward_batch(&mut steps, precision).expect("step")
+    };
+    let want = [step(&l.model, Precision::F32), step(&l.model, Precision::Q8)];
+    for threads in [2, 3] {
+        let mut m = Model::from_gguf(&l.gguf).expect("model loads");
+        m.quantize_q8();
+        m.set_threads(threads).expect("threads start");
+        for (precision, want) in [Precision::F32, Precision::Q8].into_iter().zip(&want) {
+            assert!(step(&m, precision) == *want, "{precision:?} step on {threads} threads differs from 1 thread");
+        }
+    }
 }

@@ -14,20 +14,23 @@
 //!   endpoints and streamed; malformed or oversized constraints are 400s naming the problem; a
 //!   second `labflow serve` over the first (`--model http://…?constraints=vllm#…`) passes
 //!   constraints on.
-//! - llama.cpp's server (`LABFLOW_LLAMA_SERVER_PYTHON`, llama-cpp-python): outputs under
-//!   `constraints: llama.cpp` (GBNF grammars) match.
+//! - llama.cpp's server (`LABFLOW_LLAMA_SERVER_PYTHON`, llama-cpp-python; `tests/common/llama_server.rs`):
+//!   outputs under `constraints: llama.cpp` (GBNF grammars, schemas included) match.
 //!
 //! Needs the model (`bash models/fetch.sh`); without it the tests print SKIPPED, and with
 //! `LABFLOW_REQUIRE_MODEL=1` they fail instead.
 
-use labflow::teacher::constraint::{json_schema, Constraint, Dialect};
+use labflow::teacher::constraint::{Constraint, Dialect};
 use labflow::teacher::{ChatMessage, Client, EmbeddedTeacher, FinishReason, HttpClient, HttpConfig, Prompt, Request, Response, Sampling};
 use serde_json::{json, Value};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::llama_server;
 
 fn model_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -373,73 +376,13 @@ async fn labflow_serve_decodes_under_the_constraints_it_is_sent() {
     assert_eq!(texts(&through), texts(&t.complete(&req).await.expect("in-process")));
 }
 
-/// llama.cpp's server as packaged by llama-cpp-python, on a free port, killed on drop.
-struct LlamaServer {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// As in `tests/teacher_http.rs`: `python -m llama_cpp.server` with weight repacking off
-/// (llama-cpp-python 0.3.36's CPU build segfaults with the repacked Q4 weights on AMX/AVX-512
-/// machines; they only change speed).
-const LAUNCH: &str = "import runpy, sys, llama_cpp.llama_cpp as C\n\
-_d = C.llama_model_default_params\n\
-def _p():\n    p = _d(); p.use_extra_bufts = False; return p\n\
-C.llama_model_default_params = _p\n\
-sys.argv[0] = 'llama_cpp.server'\n\
-runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n";
-
-async fn start_llama(python: &str, model: &Path) -> LlamaServer {
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-    let log_path = std::env::temp_dir().join(format!("labflow-llama-server-{port}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(python)
-        .args(["-c", LAUNCH, "--model"])
-        .arg(model)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("start the llama.cpp server");
-    let server = LlamaServer { child, base_url: format!("http://127.0.0.1:{port}/v1") };
-    let probe = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if probe.get(format!("{}/models", server.base_url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "llama.cpp server did not come up in 120 s; see {}", log_path.display());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 async fn llama_cpp_server_decodes_under_gbnf_grammars() {
-    let Some(python) = std::env::var("LABFLOW_LLAMA_SERVER_PYTHON").ok().filter(|p| !p.is_empty()) else {
-        println!("SKIPPED: set LABFLOW_LLAMA_SERVER_PYTHON to a python with `llama-cpp-python[server]` installed to test constraints against llama.cpp's server");
-        return;
-    };
-    let model = model_path();
-    if !model.is_file() {
-        assert_ne!(std::env::var("LABFLOW_REQUIRE_MODEL").as_deref(), Ok("1"), "model missing: run bash models/fetch.sh");
-        println!("SKIPPED: {} missing; run bash models/fetch.sh", model.display());
-        return;
-    }
-    let server = start_llama(&python, &model).await;
+    let Some(python) = llama_server::python("decoding constraints against llama.cpp's server") else { return };
+    let Some(model) = common::model() else { return };
+    let server = llama_server::start(&python, &model).await;
     let client = http(&server.base_url, Dialect::LlamaCpp);
-    // llama-cpp-python's server reads `grammar` but has no `json_schema` field (that is
-    // llama.cpp's own llama-server), so the schema goes as its regex, which this dialect sends
-    // as a GBNF grammar too.
-    let json_as_regex = Constraint::Regex(json_schema::to_regex(&person_schema()).expect("schema converts"));
     for (name, constraint, prompt, max_tokens) in cases() {
-        let constraint = if name == "json" { json_as_regex.clone() } else { constraint };
         let text_prompt = Prompt::Text("Question: is the sky blue on a clear day?\nAnswer:".into());
         for prompt in [prompt, text_prompt] {
             for sampling in [Sampling::greedy(max_tokens), Sampling { temperature: 1.0, seed: Some(7), ..Sampling::greedy(max_tokens) }] {
@@ -448,9 +391,6 @@ async fn llama_cpp_server_decodes_under_gbnf_grammars() {
                 let c = &r.choices[0];
                 println!("llama.cpp {name}: {:?} {:?}", c.finish_reason, c.text);
                 check(&constraint, &c.text, c.finish_reason, name);
-                if name == "json" && c.finish_reason == FinishReason::Stop {
-                    check(&Constraint::JsonSchema(person_schema()), &c.text, FinishReason::Stop, "json under the schema");
-                }
             }
         }
     }

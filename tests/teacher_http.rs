@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod common;
+use common::llama_server;
+
 /// What the test server does.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -309,64 +312,11 @@ async fn chat_prompts_cannot_be_scored_over_http() {
     assert!(matches!(&e, TeacherError::Unsupported(m) if m.contains("embedded teacher")), "{e}");
 }
 
-/// llama.cpp's server as packaged by llama-cpp-python, on a free port, killed on drop.
-struct LlamaServer {
-    child: std::process::Child,
-    base_url: String,
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `python -m llama_cpp.server` with weight repacking off: llama-cpp-python 0.3.36's CPU
-/// build segfaults in its first decode on this machine's AMX/AVX-512 CPUs with the repacked
-/// ("extra buffer") Q4 weights, and runs fine without them (they only change speed).
-const LAUNCH: &str = "import runpy, sys, llama_cpp.llama_cpp as C\n\
-_d = C.llama_model_default_params\n\
-def _p():\n    p = _d(); p.use_extra_bufts = False; return p\n\
-C.llama_model_default_params = _p\n\
-sys.argv[0] = 'llama_cpp.server'\n\
-runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n";
-
-async fn start_llama(python: &str, model: &std::path::Path) -> LlamaServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("labflow-llama-server-{port}.log"))).unwrap();
-    let child = std::process::Command::new(python)
-        .args(["-c", LAUNCH, "--model"])
-        .arg(model)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let server = LlamaServer { child, base_url: format!("http://127.0.0.1:{port}/v1") };
-    let probe = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if probe.get(format!("{}/models", server.base_url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "llama.cpp server did not come up in 120 s; see the log in {}", std::env::temp_dir().display());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 async fn against_llama_cpp_server() {
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let Some(python) = std::env::var("LABFLOW_LLAMA_SERVER_PYTHON").ok().filter(|p| !p.is_empty()) else {
-        println!("SKIPPED: set LABFLOW_LLAMA_SERVER_PYTHON to a python with `llama-cpp-python[server]` installed (pip install \"llama-cpp-python[server]\") to test against llama.cpp's server");
-        return;
-    };
-    if !model.exists() {
-        println!("SKIPPED: {} is missing; run `bash models/fetch.sh`", model.display());
-        return;
-    }
-    let server = start_llama(&python, &model).await;
+    let Some(python) = llama_server::python("the HTTP client against llama.cpp's server") else { return };
+    let Some(model) = common::model() else { return };
+    let server = llama_server::start(&python, &model).await;
     let client =
         HttpClient::new(HttpConfig { timeout_secs: 120, max_in_flight: 2, ..HttpConfig::new(&server.base_url, "smollm2") }).unwrap();
     let ask = |prompt: Prompt, sampling: Sampling| Request { model: String::new(), prompt, sampling };

@@ -69,6 +69,14 @@ pub enum ModelError {
     /// The chat template could not be parsed or rendered.
     #[error("chat template: {0}")]
     Template(String),
+    /// The model's compute threads could not be started.
+    #[error("cannot start {threads} compute threads: {message}")]
+    Threads {
+        /// How many were asked for.
+        threads: usize,
+        /// The operating system's error.
+        message: String,
+    },
     /// A forward pass was asked for something impossible (a token id outside the vocabulary,
     /// more positions than the KV cache holds).
     #[error("forward pass: {0}")]

@@ -186,6 +186,9 @@ pub struct Model {
     q8: Option<QWeights>,
     /// Threads each matrix product may use.
     threads: usize,
+    /// The persistent workers those threads are (`None` for 1: the calling thread only). Every
+    /// forward pass runs inside it, so splitting a product is a `join` between live workers.
+    pool: Option<rayon::ThreadPool>,
 }
 
 /// Keys and values of every block for the positions seen so far.
@@ -278,7 +281,7 @@ impl Model {
             }
             false => Some(f.tensor_f32("lm_head.weight", &[c.vocab_size, h])?),
         };
-        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1 })
+        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1, pool: None })
     }
 
     /// Builds the model from a parsed GGUF file.
@@ -311,7 +314,7 @@ impl Model {
             Some(_) => Some(f.tensor_f32("output.weight", &[h, c.vocab_size])?),
             None => None,
         };
-        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1 })
+        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1, pool: None })
     }
 
     /// Builds the Q8_0 copies of the weights that [`Precision::Q8`] uses (from the f32 values,
@@ -338,9 +341,32 @@ impl Model {
         self.q8.is_some()
     }
 
-    /// Threads every matrix product may use (default 1).
-    pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
+    /// Threads every matrix product may use (default 1). More than one starts a pool of that
+    /// many workers, kept for the model's lifetime; forward passes run on it (the caller waits).
+    /// Results do not depend on the thread count, except the `gemm` products of
+    /// [`Model::forward`] and [`Model::forward_all`], whose blocking follows it.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), ModelError> {
+        let threads = threads.max(1);
+        self.pool = match threads {
+            1 => None,
+            _ => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("labflow-model-{i}"))
+                    .build()
+                    .map_err(|e| ModelError::Threads { threads, message: e.to_string() })?,
+            ),
+        };
+        self.threads = threads;
+        Ok(())
+    }
+
+    /// Runs `f` on the model's pool (on the calling thread when it has none).
+    fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     /// Threads every matrix product may use.
@@ -360,15 +386,19 @@ impl Model {
 
     /// Runs `tokens` (following what `cache` holds) and returns the logits `[V]` of the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
-        let x = self.hidden_states(tokens, cache)?;
-        let c = self.config.hidden;
-        Ok(self.logits(&x[x.len() - c..]))
+        self.on_pool(|| {
+            let x = self.hidden_states(tokens, cache)?;
+            let c = self.config.hidden;
+            Ok(self.logits(&x[x.len() - c..]))
+        })
     }
 
     /// Runs `tokens` and returns the logits of every one, `[T, V]` row-major.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
-        let x = self.hidden_states(tokens, cache)?;
-        Ok(self.logits(&x))
+        self.on_pool(|| {
+            let x = self.hidden_states(tokens, cache)?;
+            Ok(self.logits(&x))
+        })
     }
 
     /// Greedy decoding: feeds `prompt`, then appends the most likely token `n` times (ties go to
@@ -394,6 +424,11 @@ impl Model {
     /// its own cache. Every row is computed independently of the others, so a sequence's logits
     /// are bit-identical whatever it is batched with.
     pub fn forward_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.on_pool(|| self.step_batch(steps, precision))
+    }
+
+    /// [`Model::forward_batch`] on the current thread.
+    fn step_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
         let (c, kv, q_dim, f, bsz) = (cfg.hidden, cfg.kv_dim(), cfg.n_heads * cfg.head_dim, cfg.ffn, steps.len());
         if bsz == 0 {

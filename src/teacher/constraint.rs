@@ -92,7 +92,8 @@ pub enum Dialect {
     None,
     /// vLLM's `guided_regex` / `guided_choice` / `guided_json` (also `labflow serve`).
     Vllm,
-    /// llama.cpp's server: `grammar` (GBNF) for regexes and choices, `json_schema` for schemas.
+    /// llama.cpp's server (llama-server or llama-cpp-python's): `grammar` (GBNF) for every
+    /// constraint, schemas as the grammar of their regex.
     LlamaCpp,
     /// OpenAI's `response_format: {type: json_schema}`: JSON schemas only.
     Openai,

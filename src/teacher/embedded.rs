@@ -354,7 +354,7 @@ impl EmbeddedTeacher {
         if options.precision == Precision::Q8 {
             model.quantize_q8();
         }
-        model.set_threads(options.threads);
+        model.set_threads(options.threads).map_err(|e| backend(path, e))?;
         let mut stop_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
         for special in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
             if let Ok(ids) = tokenizer.encode(special) {

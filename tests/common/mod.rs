@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod emulators;
+pub mod llama_server;
 pub mod s3;
 pub mod sdg;
 

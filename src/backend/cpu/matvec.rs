@@ -5,47 +5,18 @@
 //! different row count may round differently). The reference is
 //! [`super::matmul::matmul_wt_ref`]; a test compares them.
 
+use super::bands::fill_bands;
+
 /// `y[t, n] = Σ_k x[t, k] · w[n, k]`; `x: [T, K]`, `w: [N, K]`, `y: [T, N]` overwritten. Rows of
-/// `W` are split over `threads` scoped threads (1: the calling thread only).
+/// `W` are split into `threads` bands on the current rayon pool ([`super::bands`]; 1: the calling
+/// thread only); the result does not depend on `threads`.
 pub fn matvec_wt(x: &[f32], w: &[f32], y: &mut [f32], k: usize, threads: usize) {
     let (t, n) = (x.len() / k, w.len() / k);
     assert!(x.len() == t * k && w.len() == n * k && y.len() == t * n, "invariant: matvec shapes agree");
     if t == 0 || n == 0 {
         return;
     }
-    let threads = threads.clamp(1, n);
-    if threads == 1 {
-        rows_into(x, w, k, 0..n, y);
-        return;
-    }
-    let per = n.div_ceil(threads);
-    let bands: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads)
-            .map(|i| {
-                let range = (i * per).min(n)..((i + 1) * per).min(n);
-                s.spawn(move || {
-                    let mut band = vec![0f32; t * range.len()];
-                    let n0 = range.start;
-                    rows_into(x, w, k, range, &mut band);
-                    (n0, band)
-                })
-            })
-            .collect();
-        let mut first = vec![0f32; t * per.min(n)];
-        rows_into(x, w, k, 0..per.min(n), &mut first);
-        let mut all = vec![(0, first)];
-        all.extend(handles.into_iter().map(|h| h.join().expect("matvec worker")));
-        all
-    });
-    for (n0, band) in bands {
-        let width = band.len() / t;
-        if width == 0 {
-            continue;
-        }
-        for (yr, br) in y.chunks_exact_mut(n).zip(band.chunks_exact(width)) {
-            yr[n0..n0 + width].copy_from_slice(br);
-        }
-    }
+    fill_bands(y, n, threads, |rows, out| rows_into(x, w, k, rows, out));
 }
 
 /// `out: [T, |rows|]`: every `x` row dotted with weight rows `rows`.
@@ -118,7 +89,7 @@ mod tests {
 
     #[test]
     fn agrees_with_reference_and_does_not_depend_on_the_batch() {
-        for &(t, n, k, threads) in &[(1, 1, 1, 1), (1, 7, 33, 1), (5, 64, 576, 2), (16, 13, 100, 3)] {
+        for &(t, n, k, threads) in &[(1, 1, 1, 1), (1, 7, 33, 1), (5, 64, 576, 2), (16, 13, 100, 3), (1, 13, 100, 2)] {
             let x: Vec<f32> = (0..t * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
             let (mut fast, mut slow) = (vec![f32::NAN; t * n], vec![0.0; t * n]);
@@ -127,10 +98,13 @@ mod tests {
             for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "({t},{n},{k}) at {i}: {a} vs reference {b}");
             }
-            // The last row alone gives bit-identical outputs.
+            // The last row alone, on one thread, gives bit-identical outputs.
             let mut alone = vec![0.0; n];
             matvec_wt(&x[(t - 1) * k..], &w, &mut alone, k, 1);
             assert_eq!(alone, fast[(t - 1) * n..]);
+            let mut one = vec![f32::NAN; t * n];
+            matvec_wt(&x, &w, &mut one, k, 1);
+            assert_eq!(one, fast, "({t},{n},{k}): {threads} threads vs 1");
             let p: Vec<f32> = w.chunks_exact(k).map(|wr| dot_portable(wr, &x[..k])).collect();
             for (a, b) in p.iter().zip(&slow) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));

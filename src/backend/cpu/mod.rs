@@ -3,6 +3,7 @@
 //! reference sits beside it and a test compares them.
 
 pub mod attention;
+pub mod bands;
 pub mod dequant;
 pub mod matmul;
 pub mod matvec;

@@ -9,6 +9,8 @@
 //! (AVX-VNNI, AVX2, chosen at run time) and the portable loop are tested against it. Against the
 //! plain f32 product the error is the quantisation error of both sides (see the model tests).
 
+use super::bands::fill_bands;
+
 /// Values per quantisation block.
 pub const QK: usize = 32;
 
@@ -101,7 +103,8 @@ impl QActs {
 }
 
 /// `y[t, n] = Σ_k x[t, k] · w[n, k]` on quantised values, `y: [T, N]` overwritten; rows of `W`
-/// are split over `threads` scoped threads (1: the calling thread only).
+/// are split into `threads` bands on the current rayon pool ([`super::bands`]; 1: the calling
+/// thread only); the result does not depend on `threads`.
 pub fn qmatmul_wt(x: &QActs, w: &QMatrix, y: &mut [f32], threads: usize) {
     let t = x.rows();
     assert!(x.k == w.k && y.len() == t * w.n, "invariant: qmatmul shapes agree");
@@ -109,36 +112,7 @@ pub fn qmatmul_wt(x: &QActs, w: &QMatrix, y: &mut [f32], threads: usize) {
         return;
     }
     let kernel = Kernel::detect();
-    let threads = threads.clamp(1, w.n);
-    if threads == 1 {
-        rows_into(kernel, x, w, 0..w.n, y);
-        return;
-    }
-    // Each thread computes a column band [n0, n1) of y for every row; results are scattered after.
-    let per = w.n.div_ceil(threads);
-    let mut bands: Vec<Vec<f32>> = Vec::with_capacity(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads)
-            .map(|i| {
-                let range = (i * per).min(w.n)..((i + 1) * per).min(w.n);
-                s.spawn(move || {
-                    let mut band = vec![0f32; t * range.len()];
-                    rows_into(kernel, x, w, range, &mut band);
-                    band
-                })
-            })
-            .collect();
-        let mut first = vec![0f32; t * per.min(w.n)];
-        rows_into(kernel, x, w, 0..per.min(w.n), &mut first);
-        bands.push(first);
-        bands.extend(handles.into_iter().map(|h| h.join().expect("qmatmul worker")));
-    });
-    for (i, band) in bands.iter().enumerate() {
-        let (n0, width) = ((i * per).min(w.n), band.len() / t);
-        for (yr, br) in y.chunks_exact_mut(w.n).zip(band.chunks_exact(width.max(1))) {
-            yr[n0..n0 + width].copy_from_slice(&br[..width]);
-        }
-    }
+    fill_bands(y, w.n, threads, |rows, out| rows_into(kernel, x, w, rows, out));
 }
 
 /// `out: [T, |rows|]` = the products of every activation row with weight rows `rows`.
@@ -328,7 +302,7 @@ mod tests {
 
     #[test]
     fn kernels_agree_with_reference() {
-        for &(t, n, k, threads) in &[(1, 1, 32, 1), (1, 7, 64, 1), (5, 64, 576, 1), (16, 37, 160, 2), (3, 9, 96, 3)] {
+        for &(t, n, k, threads) in &[(1, 1, 32, 1), (1, 7, 64, 1), (5, 64, 576, 1), (16, 37, 160, 2), (3, 9, 96, 3), (1, 9, 64, 4)] {
             let (x, wf) = (data(t * k, 1), data(n * k, 2));
             let w = QMatrix::from_f32(&wf, k);
             let mut a = QActs::default();
@@ -337,6 +311,10 @@ mod tests {
             qmatmul_wt_ref(&a, &w, &mut slow);
             let mut fast = vec![f32::NAN; t * n];
             qmatmul_wt(&a, &w, &mut fast, threads);
+            // The thread count does not change a result.
+            let mut one = vec![f32::NAN; t * n];
+            qmatmul_wt(&a, &w, &mut one, 1);
+            assert_eq!(fast, one, "({t},{n},{k}): {threads} threads vs 1");
             let (wq, wd, ws) = (&w.qs, &w.d, &w.dsum128);
             for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
                 assert!((f - s).abs() <= 1e-4 * (1.0 + s.abs()), "({t},{n},{k}) at {i}: fast {f} vs reference {s}");

@@ -81,11 +81,11 @@ pub(crate) fn constraint_fields(body: &mut Value, constraint: Option<&Constraint
         (Dialect::Vllm, Constraint::JsonSchema(schema)) => {
             body.insert("guided_json".into(), schema.clone());
         }
-        (Dialect::LlamaCpp, Constraint::JsonSchema(schema)) => {
-            body.insert("json_schema".into(), schema.clone());
-        }
-        (Dialect::LlamaCpp, other) => {
-            body.insert("grammar".into(), json!(gbnf::from_regex(&other.regex()?)?));
+        // Schemas too go as the grammar of their regex: llama-cpp-python's server has no
+        // `json_schema` field and ignores it (the output came back unconstrained), while both it
+        // and llama.cpp's own llama-server take `grammar` (which refuses the two together).
+        (Dialect::LlamaCpp, c) => {
+            body.insert("grammar".into(), json!(gbnf::from_regex(&c.regex()?)?));
         }
         (Dialect::Openai, Constraint::JsonSchema(schema)) => {
             body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "labflow", "schema": schema}}));
@@ -575,7 +575,9 @@ mod tests {
         assert_eq!(with(Constraint::Regex("a+".into()), Dialect::Vllm)["guided_regex"], json!("a+"));
         assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::Vllm)["guided_json"], schema);
         assert_eq!(with(choice.clone(), Dialect::LlamaCpp)["grammar"], json!("root ::= (\"YES\" | \"NO\")\n"));
-        assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::LlamaCpp)["json_schema"], schema);
+        let schema_grammar = gbnf::from_regex(&Constraint::JsonSchema(schema.clone()).regex().unwrap()).unwrap();
+        assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::LlamaCpp)["grammar"], json!(schema_grammar));
+        assert!(with(Constraint::JsonSchema(schema.clone()), Dialect::LlamaCpp).get("json_schema").is_none());
         assert_eq!(with(Constraint::JsonSchema(schema.clone()), Dialect::Openai)["response_format"]["json_schema"]["schema"], schema);
         let plain = completion_body("m", "x", &Sampling::default(), 1, None);
         assert_eq!(with(choice.clone(), Dialect::Openai), plain, "OpenAI takes no choice constraint");
