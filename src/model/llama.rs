@@ -223,6 +223,70 @@ impl KvCache {
         self.k.iter_mut().chain(self.v.iter_mut()).for_each(Vec::clear);
         self.len = 0;
     }
+
+    /// A copy of the keys and values of positions `start..end`.
+    pub fn span(&self, start: usize, end: usize) -> Result<KvSpan, ModelError> {
+        if start > end || end > self.len {
+            return Err(ModelError::Input(format!("span {start}..{end} outside the {} cached positions", self.len)));
+        }
+        let cut = |rows: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            rows.iter()
+                .map(|r| {
+                    let width = r.len().checked_div(self.len).unwrap_or(0);
+                    r[start * width..end * width].to_vec()
+                })
+                .collect()
+        };
+        Ok(KvSpan { k: cut(&self.k), v: cut(&self.v), len: end - start })
+    }
+
+    /// Appends `span`'s positions after the cached ones, as if they had been run here. The caller
+    /// vouches that they follow what the cache holds (the same tokens, cut at the same position).
+    pub fn append(&mut self, span: &KvSpan) -> Result<(), ModelError> {
+        if self.len + span.len > self.capacity {
+            return Err(ModelError::Input(format!("{} positions exceed the KV cache's capacity {}", self.len + span.len, self.capacity)));
+        }
+        let fits = |mine: &[Vec<f32>], theirs: &[Vec<f32>]| {
+            mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(m, t)| self.len == 0 || m.len() * span.len == t.len() * self.len)
+        };
+        if !fits(&self.k, &span.k) || !fits(&self.v, &span.v) {
+            return Err(ModelError::Input("KV span's blocks or row width differ from the cache's".into()));
+        }
+        for (mine, theirs) in self.k.iter_mut().zip(&span.k).chain(self.v.iter_mut().zip(&span.v)) {
+            mine.extend_from_slice(theirs);
+        }
+        self.len += span.len;
+        Ok(())
+    }
+}
+
+/// Keys and values of a run of consecutive positions cut out of a [`KvCache`] ([`KvCache::span`]),
+/// to be appended to another ([`KvCache::append`]): how the embedded teacher reuses the prefill of
+/// a shared prompt prefix.
+#[derive(Clone)]
+pub struct KvSpan {
+    /// Per block `[len, Hkv·D]`.
+    k: Vec<Vec<f32>>,
+    /// Per block `[len, Hkv·D]`.
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvSpan {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Memory held by the keys and values, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|r| r.len() * std::mem::size_of::<f32>()).sum()
+    }
 }
 
 impl Model {
@@ -391,6 +455,11 @@ impl Model {
             let c = self.config.hidden;
             Ok(self.logits(&x[x.len() - c..]))
         })
+    }
+
+    /// Runs `tokens` into `cache` without computing logits: a prefill chunk that is not the last.
+    pub fn extend(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(), ModelError> {
+        self.hidden_states(tokens, cache).map(drop)
     }
 
     /// Runs `tokens` and returns the logits of every one, `[T, V]` row-major.

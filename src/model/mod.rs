@@ -24,5 +24,5 @@ pub use chat_template::ChatTemplate;
 pub use error::ModelError;
 pub use gguf::GgufFile;
 pub use hf_config::{HfConfig, HfTokenizerConfig};
-pub use llama::{Arch, Config, KvCache, Model, Precision, RopeStyle};
+pub use llama::{Arch, Config, KvCache, KvSpan, Model, Precision, RopeStyle};
 pub use tokenizer::Tokenizer;

@@ -9,7 +9,8 @@
 //! relies on that to fetch several missing choices in one request, and cached and uncached runs
 //! agree.
 //!
-//! Continuous batching: prefill runs on tokio's blocking pool (`Model::forward`, f32), then the
+//! Continuous batching: prefill runs on tokio's blocking pool (f32, in fixed chunks that reuse
+//! earlier prompts' shared prefixes from a bounded cache, [`crate::teacher::prefill`]), then the
 //! request's sequences go through a channel to one decode thread that owns the decode loop. Every
 //! step it samples the next token of each active sequence and runs one
 //! [`Model::forward_batch`] over all of them (at most [`TeacherOptions::max_batch`]); sequences
@@ -20,6 +21,7 @@
 
 use crate::model::sample::{log_softmax, repeating_tail, top_k, Sampler};
 use crate::teacher::constraint::{TokenAutomaton, Vocabulary};
+use crate::teacher::prefill::{PrefillStats, Prefiller, DEFAULT_PREFIX_CACHE_BYTES};
 use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
 use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
@@ -44,11 +46,14 @@ pub struct TeacherOptions {
     /// token for token. [`Precision::Q8`] is several times faster and close, but not identical,
     /// near ties (see `tests/model_batch.rs` and `benches/README.md`).
     pub precision: Precision,
+    /// Most bytes of prompt-prefix keys and values kept for reuse by later prompts (default
+    /// [`DEFAULT_PREFIX_CACHE_BYTES`], 512 MiB; 0 keeps none). Results are the same at any size.
+    pub prefix_cache_bytes: usize,
 }
 
 impl Default for TeacherOptions {
     fn default() -> TeacherOptions {
-        TeacherOptions { max_batch: 16, threads: 1, precision: Precision::F32 }
+        TeacherOptions { max_batch: 16, threads: 1, precision: Precision::F32, prefix_cache_bytes: DEFAULT_PREFIX_CACHE_BYTES }
     }
 }
 
@@ -73,6 +78,8 @@ struct Core {
     /// compiled once: concurrent requests with a constraint not seen before wait for the first
     /// one's compile instead of each compiling their own.
     automata: Mutex<HashMap<String, Arc<OnceLock<Compiled>>>>,
+    /// Prompt prefill, through the prefix cache.
+    prefill: Prefiller,
 }
 
 /// A constraint's automaton, or why its regex does not compile (kept, so a bad constraint is not
@@ -374,6 +381,7 @@ impl EmbeddedTeacher {
             precision: options.precision,
             vocab,
             automata: Mutex::new(HashMap::new()),
+            prefill: Prefiller::new(options.prefix_cache_bytes),
         });
         let (tx, rx) = mpsc::channel();
         let worker = Arc::clone(&core);
@@ -396,6 +404,16 @@ impl EmbeddedTeacher {
     /// Token ids of `text`.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, TeacherError> {
         self.inner.core.tokenizer.encode(text).map_err(|e| self.err(e))
+    }
+
+    /// Prompt positions prefilled so far: taken from the prefix cache, and run through the model.
+    pub fn prefill_stats(&self) -> PrefillStats {
+        self.inner.core.prefill.stats()
+    }
+
+    /// Bytes of keys and values the prefix cache holds now.
+    pub fn prefix_cache_bytes(&self) -> usize {
+        self.inner.core.prefill.cached_bytes()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> TeacherError {
@@ -424,8 +442,7 @@ impl EmbeddedTeacher {
             });
         }
         let capacity = (prompt.len() + s.max_tokens as usize).min(context);
-        let mut prefill = KvCache::new(model.config(), capacity);
-        let first_logits = model.forward(&prompt, &mut prefill).map_err(|e| self.err(e))?;
+        let (prefill, first_logits) = self.inner.core.prefill.run(model, &prompt, capacity).map_err(|e| self.err(e))?;
         let request = Arc::new(request);
         let mut receivers = Vec::new();
         for i in 0..request.sampling.n.max(1) {
@@ -459,8 +476,7 @@ impl EmbeddedTeacher {
         let model = &self.inner.core.model;
         let conts: Vec<Vec<u32>> = continuations.iter().map(|c| self.tokenize(c)).collect::<Result<_, _>>()?;
         let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-        let mut prefill = KvCache::new(model.config(), prompt_ids.len() + longest);
-        let last = model.forward(&prompt_ids, &mut prefill).map_err(|e| self.err(e))?;
+        let (prefill, last) = self.inner.core.prefill.run(model, &prompt_ids, prompt_ids.len() + longest).map_err(|e| self.err(e))?;
         let vocab = model.config().vocab_size;
         conts
             .iter()

@@ -9,10 +9,13 @@ pub mod constraint;
 pub mod counted;
 pub mod embedded;
 pub mod http;
+pub mod prefill;
+pub mod prefix_cache;
 pub mod test_teacher;
 pub mod types;
 
 pub use embedded::{EmbeddedTeacher, TeacherOptions};
+pub use prefill::PrefillStats;
 pub use http::{HttpClient, HttpConfig, HttpStats};
 pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 
