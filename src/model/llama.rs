@@ -224,6 +224,18 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Forgets the positions from `len` on (none when `len` is past the cached ones).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for rows in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let width = rows.len() / self.len;
+            rows.truncate(len * width);
+        }
+        self.len = len;
+    }
+
     /// A copy of the keys and values of positions `start..end`.
     pub fn span(&self, start: usize, end: usize) -> Result<KvSpan, ModelError> {
         if start > end || end > self.len {
@@ -706,4 +718,56 @@ pub fn argmax(xs: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A span of `len` positions over 2 blocks, rows of width 3, values `block·1000 + pos·10 + i`
+    /// (keys) and their negatives (values), positions numbered from `from`.
+    fn span(from: usize, len: usize) -> KvSpan {
+        let rows = |sign: f32| -> Vec<Vec<f32>> {
+            (0..2).map(|b| (from..from + len).flat_map(|p| (0..3).map(move |i| sign * (b * 1000 + p * 10 + i) as f32)).collect()).collect()
+        };
+        KvSpan { k: rows(1.0), v: rows(-1.0), len }
+    }
+
+    fn cache(capacity: usize) -> KvCache {
+        KvCache { k: vec![Vec::new(); 2], v: vec![Vec::new(); 2], len: 0, capacity }
+    }
+
+    #[test]
+    fn spans_cut_append_and_truncate_positions() {
+        let mut c = cache(10);
+        c.append(&span(0, 4)).expect("fits");
+        c.append(&span(4, 2)).expect("fits");
+        assert_eq!(c.len(), 6);
+        let whole = c.span(0, 6).expect("in range");
+        assert_eq!((whole.k.clone(), whole.v.clone()), (span(0, 6).k, span(0, 6).v), "appending two spans = one span of both");
+        let mid = c.span(2, 5).expect("in range");
+        assert_eq!((mid.len(), mid.k.clone(), mid.v.clone()), (3, span(2, 3).k, span(2, 3).v));
+        assert_eq!(mid.bytes(), 2 * 2 * 3 * 3 * 4);
+        c.truncate(3);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.span(0, 3).expect("in range").k, span(0, 3).k);
+        c.truncate(7);
+        assert_eq!(c.len(), 3, "truncating past the end keeps everything");
+        assert!(c.span(2, 4).is_err(), "past the cached positions");
+        assert!(c.span(0, 0).expect("empty span").is_empty());
+    }
+
+    #[test]
+    fn append_refuses_what_does_not_fit() {
+        let mut c = cache(5);
+        c.append(&span(0, 4)).expect("fits");
+        assert!(c.append(&span(4, 2)).is_err(), "over capacity");
+        let mut narrow = span(4, 1);
+        narrow.k[0].pop();
+        assert!(c.append(&narrow).is_err(), "row width differs");
+        let mut other = span(4, 1);
+        other.k.pop();
+        assert!(c.append(&other).is_err(), "block count differs");
+        assert_eq!(c.len(), 4, "refused spans change nothing");
+    }
 }

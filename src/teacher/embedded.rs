@@ -476,7 +476,7 @@ impl EmbeddedTeacher {
         let model = &self.inner.core.model;
         let conts: Vec<Vec<u32>> = continuations.iter().map(|c| self.tokenize(c)).collect::<Result<_, _>>()?;
         let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-        let (prefill, last) = self.inner.core.prefill.run(model, &prompt_ids, prompt_ids.len() + longest).map_err(|e| self.err(e))?;
+        let (mut cache, last) = self.inner.core.prefill.run(model, &prompt_ids, prompt_ids.len() + longest).map_err(|e| self.err(e))?;
         let vocab = model.config().vocab_size;
         conts
             .iter()
@@ -486,8 +486,9 @@ impl EmbeddedTeacher {
                 // later one by the position before it.
                 let mut total = log_softmax(&last)[first as usize];
                 if !rest.is_empty() {
-                    let mut cache = prefill.clone();
+                    // On the prompt's cache, cut back to the prompt afterwards (no copy of it).
                     let all = model.forward_all(&ids[..ids.len() - 1], &mut cache).map_err(|e| self.err(e))?;
+                    cache.truncate(prompt_ids.len());
                     for (pos, &id) in rest.iter().enumerate() {
                         total += log_softmax(&all[pos * vocab..(pos + 1) * vocab])[id as usize];
                     }
