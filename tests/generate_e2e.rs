@@ -4,10 +4,12 @@
 //! local disk. Kept to a few minutes with `--scale 1` and a `--max-tokens` cap.
 //!
 //! Needs the model (`bash models/fetch.sh`) and s3s-fs. It runs only with LABFLOW_E2E=1: on the
-//! 2-core machine (shared, load 2-15) the two skill leaves committed after about 11 minutes and
-//! the knowledge leaf had not finished at 12 (2026-12-02), because each knowledge judge call
-//! prefills the whole 1,500-token chunk again; prefix KV reuse in the embedded teacher is what
-//! would bring it to CI size. `tests/structured_generation.rs` covers the freeform leaf in CI.
+//! 2-core machine (shared, load 5-20) it passed in 51 minutes (2,384 s CPU; 2026-12-02), with
+//! the embedded teacher's prefix cache. The judges over a chunk now reuse its prefill; what
+//! is left is the knowledge `qa` step: 40 prompts (8 chunks × 5 seeds) of ~1,650 tokens, 90% of
+//! the run's generation prompt tokens, sharing only their first ~100 tokens (the seed's example
+//! document comes before the chunk), and prefill spends ~2/3 of its time in the f64 reference
+//! attention. `tests/structured_generation.rs` covers the freeform leaf in CI.
 
 mod common;
 
@@ -61,7 +63,7 @@ fn step<'a>(s: &'a Value, pipeline: &str, op: &str) -> Vec<&'a Value> {
 #[test]
 fn full_pipelines_with_the_embedded_teacher_into_s3_and_a_local_folder() {
     if std::env::var("LABFLOW_E2E").as_deref() != Ok("1") {
-        eprintln!("SKIPPED: set LABFLOW_E2E=1 to run the three-leaf embedded-model end-to-end test (over 12 minutes here)");
+        eprintln!("SKIPPED: set LABFLOW_E2E=1 to run the three-leaf embedded-model end-to-end test (51 minutes here)");
         return;
     }
     let Some(model) = common::model() else { return };
