@@ -138,6 +138,15 @@ fn compare_logits(logits: &[f32], reference: &Value, k: usize) -> (f32, bool, Ve
     (max_diff, ours == theirs, order[..k].to_vec())
 }
 
+/// A fixture case's name and prompt tokens (a chat rendered with the model's template, or raw text).
+fn case_prompt<'a>(l: &Loaded, template: &ChatTemplate, case: &'a Value) -> (&'a str, Vec<u32>) {
+    let text = match case["kind"].as_str() {
+        Some("chat") => template.render(&messages(&case["prompt"]), true).expect("renders"),
+        _ => case["prompt"].as_str().expect("raw prompt").to_string(),
+    };
+    (case["name"].as_str().expect("name"), l.tokenizer.encode(&text).expect("encodes"))
+}
+
 fn first_difference(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
 }
@@ -150,12 +159,7 @@ fn greedy_and_logits_match_llama_cpp() {
     let mut report = vec!["prompt          tok | vs llama.cpp F32: max|Δlogit| top10 greedy | vs llama.cpp Q4_1: max|Δlogit| top5 greedy (F32/Q4_1 llama.cpp agree)".to_string()];
     let mut failures = Vec::new();
     for case in fx["greedy"].as_array().expect("greedy cases") {
-        let name = case["name"].as_str().expect("name");
-        let text = match case["kind"].as_str() {
-            Some("chat") => template.render(&messages(&case["prompt"]), true).expect("renders"),
-            _ => case["prompt"].as_str().expect("raw prompt").to_string(),
-        };
-        let prompt = l.tokenizer.encode(&text).expect("encodes");
+        let (name, prompt) = case_prompt(&l, &template, case);
         assert_eq!(prompt, ids(&case["prompt_ids"]), "{name}: prompt tokens");
 
         let mut cache = l.model.new_cache();
@@ -225,12 +229,7 @@ fn chunked_prefill_matches_llama_cpp() {
     let mut report = vec!["prompt          tok chunk last | vs one forward: max|Δlogit| | vs llama.cpp F32: max|Δlogit| top10".to_string()];
     let mut failures = Vec::new();
     for case in fx["greedy"].as_array().expect("greedy cases") {
-        let name = case["name"].as_str().expect("name");
-        let text = match case["kind"].as_str() {
-            Some("chat") => template.render(&messages(&case["prompt"]), true).expect("renders"),
-            _ => case["prompt"].as_str().expect("raw prompt").to_string(),
-        };
-        let prompt = l.tokenizer.encode(&text).expect("encodes");
+        let (name, prompt) = case_prompt(&l, &template, case);
         let whole = l.model.forward(&prompt, &mut l.model.new_cache()).expect("forward");
         for chunk in [1, 5, 7, 16] {
             let logits = chunked(&l.model, &prompt, chunk);
