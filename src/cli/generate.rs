@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use labflow::documents::{ChunkOptions, TokenCount, WordEstimate};
-use labflow::engine::generate::{generate, GenerateConfig, Generated};
+use labflow::engine::generate::{dry_run, generate, DryRun, GenerateConfig, Generated};
+use labflow::engine::increment::Why;
 use labflow::engine::{Progress, RunOptions};
 use labflow::model::Precision;
 use labflow::operators::BuildContext;
@@ -79,6 +80,10 @@ pub struct GenerateArgs {
     /// cluster run the same one.
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Print what the run would compute, keep and remove (and why, with an estimate of the
+    /// teacher requests), then stop: no teacher call, nothing written.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -165,6 +170,49 @@ pub async fn explain(args: ExplainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--dry-run`'s report: one line per leaf to compute with why, then the totals.
+fn print_dry_run(plan: &DryRun, json: bool) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(plan)?;
+        v["estimated_requests"] = plan.increment.estimated_requests().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    for s in &plan.skipped {
+        eprintln!("skipped {}: {}", s.leaf, s.reason);
+    }
+    let inc = &plan.increment;
+    for c in &inc.compute {
+        let why = match &c.why {
+            Why::NoRecord => "no earlier run in this folder".to_string(),
+            Why::New => "new leaf".to_string(),
+            Why::Edited => "edited".to_string(),
+            Why::Moved { from } => format!("moved from {from}; the response cache answers every call"),
+            Why::Pipeline { steps } => format!("pipeline changed at {}", steps.join(", ")),
+            Why::Teacher => "another teacher".to_string(),
+            Why::Failed => "its last commit failed".to_string(),
+        };
+        let cost = c.estimated_requests.map_or("requests unknown".to_string(), |n| format!("~{n} requests"));
+        println!("compute {}: {why} ({cost})", c.leaf);
+    }
+    for r in &inc.removed {
+        println!("remove  {r}");
+    }
+    let unknown = inc.compute.iter().filter(|c| c.estimated_requests.is_none()).count();
+    let unknown = if unknown > 0 { format!(" (+ {unknown} leaves with no earlier counts)") } else { String::new() };
+    println!(
+        "would compute {} leaves, keep {}, remove {}; about {} teacher requests{unknown}, fewer where the response cache has the answer",
+        inc.compute.len(),
+        inc.kept.len(),
+        inc.removed.len(),
+        inc.estimated_requests()
+    );
+    Ok(())
+}
+
 /// Live progress: on a terminal one bar per step (rows done of rows arrived, rejects, calls,
 /// tokens/s, ETA); otherwise a plain line every 10 seconds when something moved.
 fn progress_display(progress: Arc<Progress>, names: Vec<String>) -> tokio::task::JoinHandle<()> {
@@ -244,19 +292,31 @@ pub async fn run(args: GenerateArgs) -> Result<ExitCode> {
         run_id,
         progress: Some(Arc::clone(&progress)),
     };
+    if args.dry_run {
+        let plan = dry_run(config).await?;
+        print_dry_run(&plan, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ticker = progress_display(progress, names);
     let result = generate(config).await;
     ticker.abort();
-    let Generated { summary, skipped, .. } = result?;
+    let Generated { summary, skipped, warnings, increment, .. } = result?;
     for s in &skipped {
         eprintln!("skipped {}: {}", s.leaf, s.reason);
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["skipped"] = serde_json::to_value(&skipped)?;
+        v["increment"] = serde_json::to_value(&increment)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{} leaves, {} rows, {} rejected; {} teacher calls, {} cache hits; {:.1}s", summary.leaves, summary.rows, summary.rejects, summary.teacher_calls, summary.cache_hits, summary.wall_seconds);
+        println!(
+            "{} leaves ({} computed, {} kept unchanged, {} removed), {} rows, {} rejected; {} teacher calls, {} cache hits; {:.1}s",
+            summary.leaves, summary.computed, summary.kept, summary.removed, summary.rows, summary.rejects, summary.teacher_calls, summary.cache_hits, summary.wall_seconds
+        );
         for op in &summary.operators {
             let c = &op.counts;
             println!(

@@ -5,6 +5,7 @@
 //! the manifest written at the end is what makes a run's files visible (invariant 6).
 
 use crate::engine::report::{FileEntry, LeafDone, StepCounts};
+use crate::engine::increment::seeds_digest;
 use crate::engine::LeafJob;
 use crate::store::dataset::{write_jsonl, write_parquet, DatasetError};
 use crate::store::Location;
@@ -44,13 +45,15 @@ pub struct Commit {
     pub leaf: LeafJob,
     /// Its pipeline's name.
     pub pipeline: String,
+    /// Its pipeline's fingerprint.
+    pub fingerprint: String,
     /// Run id, part of every file name.
     pub run_id: String,
     /// Its rows, sorted by lineage id.
     pub rows: RecordBatch,
     /// Its rejects, sorted by lineage id.
     pub rejects: Vec<RejectRow>,
-    /// Its counters per global step.
+    /// Its counters per step of its pipeline.
     pub steps: Vec<StepCounts>,
 }
 
@@ -61,6 +64,8 @@ pub async fn commit(out: &Location, c: Commit) -> LeafDone {
         hash: c.leaf.hash.clone(),
         kind: c.leaf.kind.label().to_string(),
         pipeline: c.pipeline.clone(),
+        seeds: seeds_digest(&c.leaf.seeds),
+        fingerprint: c.fingerprint.clone(),
         rows: c.rows.num_rows() as u64,
         rejects: c.rejects.len() as u64,
         files: Vec::new(),

@@ -268,7 +268,12 @@ fn sink<'s>(
                 let mut rejects = shared.rejects.borrow_mut().remove(&time).unwrap_or_default();
                 rejects.sort_by(|a, b| a.id.cmp(&b.id).then(a.step.cmp(&b.step)));
                 let steps = shared.counts.borrow_mut().remove(&time).unwrap_or_else(|| vec![StepCounts::default(); job.steps.len()]);
-                let c = Commit { leaf, pipeline: plan.name.clone(), run_id: job.run_id.clone(), rows, rejects, steps };
+                // The leaf's record keeps its own pipeline's counters only: it may outlive this
+                // run's set of pipelines (`increment`).
+                let offset = job.step_offset(leaf.plan);
+                let steps = steps[offset..offset + plan.steps.len()].to_vec();
+                let fingerprint = plan.fingerprint();
+                let c = Commit { leaf, pipeline: plan.name.clone(), fingerprint, run_id: job.run_id.clone(), rows, rejects, steps };
                 committing.insert(time, caps.delayed(&time));
                 let (tx, activator, out, progress) = (tx.clone(), Arc::clone(&activator), job.output.clone(), Arc::clone(&shared.progress));
                 runtime.spawn(async move {

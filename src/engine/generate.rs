@@ -7,9 +7,17 @@
 //! - `cache/`: the response cache, so a rerun costs no teacher call for unchanged work;
 //! - `summary.json`: counters of the last run; `manifest.json`: written last, lists every
 //!   committed file; a reader that goes through it never sees a partial run.
+//!
+//! A run over a folder that already has a manifest is incremental (`increment`): leaves whose
+//! seed rows, pipeline and teacher are unchanged keep their files, every other leaf is computed
+//! (through the cache), and leaves the taxonomy lost leave the manifest. After the manifest is
+//! committed, dataset files that neither it nor the one before it lists are deleted (a reader
+//! still holding the previous manifest can finish reading), which also clears what a killed
+//! run left behind.
 
 use crate::documents::{self, ChunkOptions, TokenCount};
-use crate::engine::{self, EngineError, Job, LeafJob, Manifest, ProcessDone, Progress, RunOptions, Summary};
+use crate::engine::increment::{self, Candidate, Increment};
+use crate::engine::{self, EngineError, Job, LeafJob, Manifest, PipelineRecord, ProcessDone, Progress, RunOptions, Summary, MANIFEST_FORMAT};
 use crate::pipeline::Plan;
 use crate::seeds;
 use crate::store::dataset::{self, DatasetError};
@@ -48,6 +56,9 @@ pub struct GenerateConfig {
     pub progress: Option<Arc<Progress>>,
 }
 
+/// The run folder's manifest file.
+pub const MANIFEST: &str = "manifest.json";
+
 /// A leaf that was not generated, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
@@ -66,6 +77,23 @@ pub struct Generated {
     pub manifest: Manifest,
     /// Leaves left out, with the reason.
     pub skipped: Vec<Skipped>,
+    /// What the run computed, kept and removed, and why.
+    pub increment: Increment,
+    /// What went wrong without stopping the run (an unreadable earlier manifest, a file that
+    /// could not be deleted), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// What a run would do (`--dry-run`).
+#[derive(Debug, serde::Serialize)]
+pub struct DryRun {
+    /// Leaves it would compute, keep and remove.
+    #[serde(flatten)]
+    pub increment: Increment,
+    /// Leaves it would leave out.
+    pub skipped: Vec<Skipped>,
+    /// What it noticed, one line each.
+    pub warnings: Vec<String>,
 }
 
 /// Why a run could not happen at all.
@@ -91,18 +119,55 @@ pub enum GenerateError {
     Store(#[from] DatasetError),
 }
 
-/// Read, expand, run, commit.
-pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
-    let started = Instant::now();
+/// The leaves expanded and the run planned against the folder's last manifest.
+struct Prepared {
+    leaves: Vec<LeafJob>,
+    skipped: Vec<Skipped>,
+    previous: Option<Manifest>,
+    increment: Increment,
+    warnings: Vec<String>,
+}
+
+/// The run folder's manifest, if it has one this labflow can build on. One it cannot read is a
+/// warning, not an error: every leaf is then computed, through the cache.
+pub async fn read_manifest(out: &Location, warnings: &mut Vec<String>) -> Result<Option<Manifest>, DatasetError> {
+    let Some(bytes) = dataset::read_bytes(out, MANIFEST).await? else { return Ok(None) };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            warnings.push(format!("{}/{MANIFEST} is not JSON ({e}); computing every leaf (the response cache still answers)", out.display));
+            return Ok(None);
+        }
+    };
+    let format = value.get("format").and_then(|f| f.as_u64());
+    if format != Some(u64::from(MANIFEST_FORMAT)) {
+        warnings.push(format!(
+            "{}/{MANIFEST} has format {}, this labflow writes {MANIFEST_FORMAT}; computing every leaf (the response cache still answers)",
+            out.display,
+            format.map_or("none".to_string(), |f| f.to_string())
+        ));
+        return Ok(None);
+    }
+    match serde_json::from_value(value) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            warnings.push(format!("{}/{MANIFEST} does not read as a manifest ({e}); computing every leaf", out.display));
+            Ok(None)
+        }
+    }
+}
+
+/// Read the taxonomy, expand the leaves to run, and plan against the last manifest.
+async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
     let report = walk(&cfg.taxonomy, &WalkOptions { docs: cfg.docs.clone(), only: None }).await?;
     let mut skipped: Vec<Skipped> = Vec::new();
     let bad: BTreeSet<&str> = report.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.path.as_str()).collect();
     for path in bad {
         skipped.push(Skipped { leaf: path.to_string(), reason: "invalid leaf; `labflow validate` says why".into() });
     }
+    let present: BTreeSet<String> = report.leaves.iter().map(|l| l.leaf.id.clone()).collect();
     if let Some(only) = &cfg.only {
-        let known: BTreeSet<&str> = report.leaves.iter().map(|l| l.leaf.id.as_str()).collect();
-        let unknown: Vec<&str> = only.iter().map(String::as_str).filter(|id| !known.contains(id)).collect();
+        let unknown: Vec<&str> = only.iter().map(String::as_str).filter(|id| !present.contains(*id)).collect();
         if !unknown.is_empty() {
             return Err(GenerateError::UnknownLeaves(unknown.join(", ")));
         }
@@ -127,14 +192,46 @@ pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
             Err(e) => skipped.push(Skipped { leaf: leaf.id.clone(), reason: e.to_string() }),
         }
     }
-    if leaves.is_empty() {
+    let mut warnings = Vec::new();
+    let previous = read_manifest(&cfg.output, &mut warnings).await?;
+    // A leaf that is skipped now is not present: its old output goes, like a removed leaf's.
+    let runnable: BTreeSet<String> =
+        present.into_iter().filter(|id| !skipped.iter().any(|s| &s.leaf == id)).collect();
+    let records: Vec<PipelineRecord> = cfg.plans.iter().map(|p| PipelineRecord::of(p)).collect();
+    let candidates: Vec<Candidate> = leaves
+        .iter()
+        .map(|l| Candidate {
+            id: l.id.clone(),
+            seeds: increment::seeds_digest(&l.seeds),
+            pipeline: records[l.plan].name.clone(),
+            fingerprint: records[l.plan].fingerprint.clone(),
+        })
+        .collect();
+    let increment = increment::plan(previous.as_ref(), &cfg.teacher.identity(), &records, &candidates, &runnable);
+    if leaves.is_empty() && increment.keep.is_empty() {
         let why = skipped.iter().map(|s| format!("{}: {}", s.leaf, s.reason)).collect::<Vec<_>>().join("; ");
         return Err(GenerateError::Nothing(if why.is_empty() { "the taxonomy has no leaves".into() } else { why }));
     }
+    let compute: BTreeSet<&str> = increment.compute.iter().map(|c| c.leaf.as_str()).collect();
+    let leaves = leaves.into_iter().filter(|l| compute.contains(l.id.as_str())).collect();
+    Ok(Prepared { leaves, skipped, previous, increment, warnings })
+}
+
+/// What `generate` would compute, keep and remove, without calling the teacher or writing.
+pub async fn dry_run(cfg: GenerateConfig) -> Result<DryRun, GenerateError> {
+    let p = prepare(&cfg).await?;
+    Ok(DryRun { increment: p.increment, skipped: p.skipped, warnings: p.warnings })
+}
+
+/// Read, expand, plan, run what changed, commit.
+pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
+    let started = Instant::now();
+    let Prepared { leaves, skipped, previous, increment, mut warnings } = prepare(&cfg).await?;
 
     let cache = Arc::new(ResponseCache::open(cfg.output.sub("cache"), CacheConfig::default()).await?);
     let counted = Counted::new(Arc::clone(&cfg.teacher));
-    let teacher: Arc<dyn Client> = Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)));
+    // Durable: a `kill -9` at any moment repeats only the calls in flight (invariant 3).
+    let teacher: Arc<dyn Client> = Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)).durable());
     let process = cfg.run.process;
     let stats = {
         let (counted, cache) = (Arc::clone(&counted), Arc::clone(&cache));
@@ -146,16 +243,51 @@ pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
     let job = Arc::new(Job::new(cfg.plans.clone(), leaves, cfg.output.clone(), cfg.run_id.clone(), teacher, stats));
     let progress = cfg.progress.clone().unwrap_or_else(|| Arc::new(Progress::new(job.steps.len())));
     progress.leaves_total.store(job.leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let runtime = tokio::runtime::Handle::current();
-    let (job2, opts) = (Arc::clone(&job), cfg.run.clone());
-    let reports = tokio::task::spawn_blocking(move || engine::run(job2, &opts, runtime, progress))
-        .await
-        .map_err(|e| EngineError::Dataflow(format!("the dataflow thread failed: {e}")))??;
+    let reports = if job.leaves.is_empty() {
+        // Nothing changed that needs computing: no dataflow, no teacher.
+        vec![engine::Report::Process((job.teacher_stats)())]
+    } else {
+        let runtime = tokio::runtime::Handle::current();
+        let (job2, opts) = (Arc::clone(&job), cfg.run.clone());
+        tokio::task::spawn_blocking(move || engine::run(job2, &opts, runtime, progress))
+            .await
+            .map_err(|e| EngineError::Dataflow(format!("the dataflow thread failed: {e}")))??
+    };
     cache.flush().await?;
-    let (summary, manifest) = engine::summarise(&job, reports, started.elapsed().as_secs_f64());
+    let removed = increment.removed.len() as u64;
+    let (summary, manifest) = engine::summarise(&job, reports, increment.keep.clone(), removed, started.elapsed().as_secs_f64());
     if process == 0 {
         dataset::write_json(&cfg.output, "summary.json", &summary).await?;
-        dataset::write_json(&cfg.output, "manifest.json", &manifest).await?;
+        dataset::write_json(&cfg.output, MANIFEST, &manifest).await?;
+        sweep(&cfg.output, &manifest, previous.as_ref(), &mut warnings).await;
     }
-    Ok(Generated { summary, manifest, skipped })
+    Ok(Generated { summary, manifest, skipped, increment, warnings })
+}
+
+/// Delete the dataset files under `generated/` and `rejects/` that neither `current` nor
+/// `previous` lists: superseded outputs and what killed runs left. Failures are warnings.
+async fn sweep(out: &Location, current: &Manifest, previous: Option<&Manifest>, warnings: &mut Vec<String>) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let listed: BTreeSet<&str> =
+        current.leaves.iter().chain(previous.iter().flat_map(|m| &m.leaves)).flat_map(|l| &l.files).map(|f| f.path.as_str()).collect();
+    for dir in ["generated", "rejects"] {
+        let prefix = out.child(dir);
+        let found: Vec<object_store::ObjectMeta> = match out.store.list(Some(&prefix)).try_collect().await {
+            Ok(f) => f,
+            Err(e) => {
+                warnings.push(format!("could not list {}/{dir} to delete superseded files: {e}", out.display));
+                continue;
+            }
+        };
+        for meta in found {
+            let Some(rel) = out.relative(&meta.location) else { continue };
+            if listed.contains(rel.as_str()) {
+                continue;
+            }
+            if let Err(e) = out.store.delete(&meta.location).await {
+                warnings.push(format!("could not delete superseded {}/{rel}: {e}", out.display));
+            }
+        }
+    }
 }

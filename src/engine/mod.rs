@@ -20,9 +20,13 @@ mod commit;
 mod dataflow;
 pub mod dispatch;
 pub mod generate;
+pub mod increment;
 pub mod report;
 
-pub use report::{FileEntry, LeafDone, Manifest, ProcessDone, Progress, Report, StepCounts, StepSummary, Summary};
+pub use report::{
+    FileEntry, LeafDone, Manifest, PipelineRecord, ProcessDone, Progress, Report, StepCounts, StepRecord, StepSummary, Summary,
+    MANIFEST_FORMAT,
+};
 
 use crate::pipeline::Plan;
 use crate::store::Location;
@@ -133,23 +137,29 @@ pub fn run(job: Arc<Job>, opts: &RunOptions, runtime: tokio::runtime::Handle, pr
     dataflow::execute(job, opts, runtime, progress)
 }
 
-/// Sum reports into the run summary and manifest.
-pub fn summarise(job: &Job, reports: Vec<Report>, wall_seconds: f64) -> (Summary, Manifest) {
+/// Sum reports into the run summary and manifest. `kept` are the leaves kept from the run
+/// folder's last manifest, `removed` how many of its leaves are gone.
+pub fn summarise(job: &Job, reports: Vec<Report>, kept: Vec<LeafDone>, removed: u64, wall_seconds: f64) -> (Summary, Manifest) {
     let mut totals = vec![StepCounts::default(); job.steps.len()];
-    let mut leaves = Vec::new();
+    let mut computed = Vec::new();
     let mut processes = Vec::new();
     for r in reports {
         match r {
-            Report::Leaf(l) => leaves.push(l),
+            Report::Leaf(l) => computed.push(l),
             Report::Process(p) => processes.push(p),
         }
     }
-    leaves.sort_by(|a, b| a.leaf.cmp(&b.leaf));
-    for l in &leaves {
-        for (t, c) in totals.iter_mut().zip(&l.steps) {
+    for l in &computed {
+        let Some(p) = job.plans.iter().position(|p| p.name == l.pipeline) else { continue };
+        let offset = job.step_offset(p);
+        for (t, c) in totals[offset..].iter_mut().zip(&l.steps) {
             t.add(c);
         }
     }
+    let computed_count = computed.len() as u64;
+    let kept_count = kept.len() as u64;
+    let mut leaves: Vec<LeafDone> = computed.into_iter().chain(kept).collect();
+    leaves.sort_by(|a, b| a.leaf.cmp(&b.leaf));
     let operators = job
         .steps
         .iter()
@@ -164,6 +174,9 @@ pub fn summarise(job: &Job, reports: Vec<Report>, wall_seconds: f64) -> (Summary
         leaves: leaves.iter().filter(|l| l.error.is_none()).count() as u64,
         rows: leaves.iter().map(|l| l.rows).sum(),
         rejects: leaves.iter().map(|l| l.rejects).sum(),
+        computed: computed_count,
+        kept: kept_count,
+        removed,
         operators,
         teacher_calls: processes.iter().map(|p| p.teacher_calls).sum(),
         cache_hits: processes.iter().map(|p| p.cache_hits).sum(),
@@ -173,10 +186,10 @@ pub fn summarise(job: &Job, reports: Vec<Report>, wall_seconds: f64) -> (Summary
         failed: leaves.iter().filter_map(|l| l.error.clone().map(|e| (l.leaf.clone(), e))).collect(),
     };
     let manifest = Manifest {
-        format: 1,
+        format: MANIFEST_FORMAT,
         labflow: env!("CARGO_PKG_VERSION").to_string(),
         teacher: job.teacher.identity(),
-        pipelines: job.plans.iter().map(|p| (p.name.clone(), p.file.clone())).collect(),
+        pipelines: job.plans.iter().map(|p| PipelineRecord::of(p)).collect(),
         leaves,
     };
     (summary, manifest)

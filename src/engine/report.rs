@@ -67,13 +67,20 @@ pub struct LeafDone {
     pub kind: String,
     /// Pipeline that ran it.
     pub pipeline: String,
+    /// Hash of the seed rows it was computed from (`engine::increment::seeds_digest`).
+    #[serde(default)]
+    pub seeds: String,
+    /// Fingerprint of the pipeline it was computed with.
+    #[serde(default)]
+    pub fingerprint: String,
     /// Rows generated.
     pub rows: u64,
     /// Rows rejected along the way.
     pub rejects: u64,
     /// The dataset, its JSONL view, and the rejects.
     pub files: Vec<FileEntry>,
-    /// Counters per step of the whole run (indexed like [`crate::engine::Job::steps`]).
+    /// Counters per step of its pipeline, in the pipeline's step order, from the run that
+    /// computed it.
     pub steps: Vec<StepCounts>,
     /// Why the leaf could not be committed, if it could not.
     pub error: Option<String>,
@@ -116,15 +123,25 @@ pub struct StepSummary {
 }
 
 /// The run summary: printed, written to `summary.json`, and printed as JSON with `--json`.
+///
+/// `leaves`, `rows` and `rejects` describe the run folder's output (every leaf its manifest
+/// lists, computed now or kept from before); `operators`, the teacher and token counters
+/// describe the work this run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Leaves generated.
+    /// Leaves in the output.
     pub leaves: u64,
     /// Rows generated over all leaves.
     pub rows: u64,
     /// Rows rejected over all leaves.
     pub rejects: u64,
-    /// Per-step counters.
+    /// Leaves this run computed.
+    pub computed: u64,
+    /// Leaves kept from the run folder's last manifest, unchanged.
+    pub kept: u64,
+    /// Leaves the last manifest had that the taxonomy no longer has.
+    pub removed: u64,
+    /// Per-step counters of the leaves this run computed.
     pub operators: Vec<StepSummary>,
     /// Teacher calls actually sent (cache misses).
     pub teacher_calls: u64,
@@ -140,17 +157,55 @@ pub struct Summary {
     pub failed: Vec<(String, String)>,
 }
 
+/// A step of a pipeline, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Step name.
+    pub name: String,
+    /// Its fingerprint ([`crate::pipeline::PlanStep::fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// A pipeline, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    /// Its name.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// Its fingerprint ([`crate::pipeline::Plan::fingerprint`]).
+    pub fingerprint: String,
+    /// Its steps in order.
+    pub steps: Vec<StepRecord>,
+}
+
+impl PipelineRecord {
+    /// The record of `plan`.
+    pub fn of(plan: &crate::pipeline::Plan) -> PipelineRecord {
+        PipelineRecord {
+            name: plan.name.clone(),
+            file: plan.file.clone(),
+            fingerprint: plan.fingerprint(),
+            steps: plan.steps.iter().map(|s| StepRecord { name: s.name.clone(), fingerprint: s.fingerprint.clone() }).collect(),
+        }
+    }
+}
+
+/// The manifest format this labflow writes; a run folder whose manifest has another is
+/// computed afresh (through the response cache).
+pub const MANIFEST_FORMAT: u32 = 2;
+
 /// The run manifest: the last file a run writes; lists every committed file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Manifest format version.
+    /// Manifest format version ([`MANIFEST_FORMAT`]).
     pub format: u32,
     /// labflow version that wrote it.
     pub labflow: String,
     /// The teacher's identity.
     pub teacher: String,
-    /// Pipelines by name → the file they came from.
-    pub pipelines: Vec<(String, String)>,
+    /// The pipelines of the run that wrote it.
+    pub pipelines: Vec<PipelineRecord>,
     /// One entry per leaf, sorted by leaf id.
     pub leaves: Vec<LeafDone>,
 }

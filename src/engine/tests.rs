@@ -75,7 +75,7 @@ fn run_job(workers: usize, out: &Location, teacher: Arc<TestTeacher>) -> (Summar
     let progress = Arc::new(Progress::new(job.steps.len()));
     let opts = RunOptions { workers, max_in_flight: 4, ..RunOptions::default() };
     let reports = run(Arc::clone(&job), &opts, rt.handle().clone(), progress).unwrap();
-    summarise(&job, reports, 0.0)
+    summarise(&job, reports, Vec::new(), 0, 0.0)
 }
 
 fn data(out: &Location, manifest: &Manifest) -> Vec<RecordBatch> {

@@ -334,7 +334,17 @@ impl<'a> PlanBuilder<'a> {
             Operator::Teacher(t) => Some(t.cost()),
             _ => None,
         };
-        self.steps.push(PlanStep { name: spec.name.clone(), kind: spec.op.clone(), input, operator, schema_in, schema_out, cost });
+        let fingerprint = step_fingerprint(spec, input.map(|j| self.steps[j].fingerprint.as_str()), &self.kinds, &self.ctx);
+        self.steps.push(PlanStep {
+            name: spec.name.clone(),
+            kind: spec.op.clone(),
+            input,
+            operator,
+            schema_in,
+            schema_out,
+            cost,
+            fingerprint,
+        });
         self.origins.push(at.to_string());
         Ok(())
     }
@@ -371,6 +381,33 @@ impl<'a> PlanBuilder<'a> {
         }
         Ok(Plan { name, file: loaded.file.clone(), description, leaf_kinds: self.kinds, steps, output, notes: self.notes })
     }
+}
+
+/// Domain separation (and format version) of step fingerprints.
+const FINGERPRINT_CONTEXT: &str = "labflow step fingerprint v1";
+
+/// What a step computes, as a hash: its name, operator and configuration (prompt files are
+/// inlined into it before this point, so a prompt edit changes it), the run's build settings
+/// (`--scale`, `--seed`, `--max-tokens`, the pipeline's sampling defaults), the labflow version,
+/// and the fingerprint of the step it reads (or the leaf kinds, for a step reading the seeds).
+/// Two steps with equal fingerprints compute the same rows from the same input, which is what
+/// lets a rerun keep a leaf's committed output (`engine::increment`).
+fn step_fingerprint(spec: &StepSpec, input: Option<&str>, kinds: &[LeafKind], ctx: &BuildContext) -> String {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
+    let upstream = match input {
+        Some(fp) => serde_json::json!({ "step": fp }),
+        None => serde_json::json!({ "seeds": kinds }),
+    };
+    let settings = serde_json::json!({
+        "scale": ctx.scale,
+        "seed": ctx.seed,
+        "max_tokens": ctx.max_tokens,
+        "sampling": ctx.sampling,
+    });
+    let canonical = serde_json::json!([env!("CARGO_PKG_VERSION"), spec.name, spec.op, spec.config, settings, upstream]);
+    let mut hasher = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
+    hasher.update(canonical.to_string().as_bytes());
+    hasher.finalize().to_hex()[..32].to_string()
 }
 
 /// Deserialise and build one step of kind `T`.

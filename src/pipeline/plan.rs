@@ -23,6 +23,9 @@ pub struct PlanStep {
     pub schema_out: SchemaRef,
     /// Teacher calls per input row, for teacher steps.
     pub cost: Option<CallCost>,
+    /// What the step computes, as a hash of its configuration (prompts included), the run's
+    /// build settings and its input's fingerprint: equal fingerprints, equal rows.
+    pub fingerprint: String,
 }
 
 /// A pipeline ready to run.
@@ -43,6 +46,16 @@ pub struct Plan {
     /// What the file asks for that this plan does differently or ignores (a translated
     /// InstructLab pipeline's `model_id`, say), one line each; `explain` shows them.
     pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// What the whole plan computes, as a hash: every step's fingerprint and which one is the
+    /// output. A leaf's committed output stays valid while its plan's fingerprint is unchanged.
+    pub fn fingerprint(&self) -> String {
+        let steps: Vec<&str> = self.steps.iter().map(|s| s.fingerprint.as_str()).collect();
+        let canonical = serde_json::json!([steps, self.output]);
+        blake3::hash(canonical.to_string().as_bytes()).to_hex()[..32].to_string()
+    }
 }
 
 fn columns(schema: &SchemaRef) -> Vec<String> {

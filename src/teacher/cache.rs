@@ -68,17 +68,39 @@ fn score_key(identity: &str, prompt: &Prompt, continuations: &[String]) -> Key {
 ///
 /// `usage` in a response counts only what the inner client spent on this call; hits cost zero.
 /// Two concurrent identical misses both reach the teacher; the first answer stored wins.
+///
+/// With [`CachedClient::durable`], a call returns only once its answers are written to the
+/// store, so a process killed at any moment loses no answer it has handed out: a rerun repeats
+/// only the calls that were in flight. Concurrent calls share writes (each flush writes
+/// everything pending), so the cost is about one store write per batch of calls that finish
+/// together, not one per call.
 pub struct CachedClient<C: Client + ?Sized> {
     inner: Arc<C>,
     cache: Arc<ResponseCache>,
     identity: String,
+    durable: bool,
 }
 
 impl<C: Client + ?Sized> CachedClient<C> {
     /// Wrap `inner` with `cache`. Several clients may share one cache: keys include identity.
     pub fn new(inner: Arc<C>, cache: Arc<ResponseCache>) -> Self {
         let identity = inner.identity();
-        CachedClient { inner, cache, identity }
+        CachedClient { inner, cache, identity, durable: false }
+    }
+
+    /// Answer a miss only after it is stored (see the type's docs). A failed write is retried
+    /// by the next flush and counted in [`CacheStats::flush_errors`]; the answer is still given.
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
+    /// Make the answers just inserted durable when asked to.
+    async fn persist(&self) {
+        if self.durable {
+            // A failure is recorded in the cache's stats and retried by the next flush.
+            let _ = self.cache.flush().await;
+        }
     }
 
     /// The cache, for `flush` and `stats`.
@@ -163,6 +185,7 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
                     self.cache.insert(keys[i as usize], &Entry::Choice(choice.clone()));
                     found[i as usize] = Some(choice);
                 }
+                self.persist().await;
             }
             let choices = found.into_iter().map(|c| c.expect("invariant: every missing choice was fetched")).collect();
             Ok(Response { choices, usage })
@@ -179,6 +202,7 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
             // A reply of the wrong length is the caller's problem to report, not ours to keep.
             if scores.len() == continuations.len() {
                 self.cache.insert(key, &Entry::Score(scores.iter().map(|s| s.to_bits()).collect()));
+                self.persist().await;
             }
             Ok(scores)
         })

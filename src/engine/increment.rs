@@ -1,0 +1,220 @@
+//! Which leaves a run computes, and which committed leaves of the run folder's last manifest it
+//! keeps as they are (ARCHITECTURE.md invariant 4).
+//!
+//! A committed leaf is a function of three things, all recorded in the manifest: its seed rows
+//! (the leaf's content, its documents and the chunking, as a hash: [`seeds_digest`]), its
+//! pipeline's fingerprint (every step's configuration and prompts, the build settings, the
+//! labflow version: [`crate::pipeline::Plan::fingerprint`]) and the teacher's identity. A leaf
+//! whose three are unchanged keeps its files and costs nothing; any other leaf is computed,
+//! and the response cache answers every call whose prompt did not change, so a moved leaf or
+//! a leaf behind an edited step costs teacher calls only where its prompts are new. A leaf the
+//! taxonomy no longer has leaves the manifest. The outputs are those of a fresh full run with
+//! the same cache, because each kept leaf is exactly what that run would compute.
+
+use crate::engine::report::{LeafDone, Manifest, PipelineRecord};
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Domain separation (and version) of seed digests.
+const SEEDS_CONTEXT: &str = "labflow seed rows v1";
+
+/// A hash of a leaf's seed rows (names, types and values of every column).
+pub fn seeds_digest(seeds: &RecordBatch) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key(SEEDS_CONTEXT);
+    for field in seeds.schema().fields() {
+        hasher.update(format!("{}:{}\n", field.name(), field.data_type()).as_bytes());
+    }
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    // A batch of plain columns always encodes; should one not, the digest differs from any
+    // recorded one and the leaf is simply computed again.
+    let encoded = writer.write(seeds).and_then(|()| writer.finish()).map(|()| writer.into_inner()).unwrap_or_default();
+    hasher.update(&encoded);
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+/// A leaf of this run, as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Leaf id.
+    pub id: String,
+    /// [`seeds_digest`] of its seed rows.
+    pub seeds: String,
+    /// Its pipeline's name.
+    pub pipeline: String,
+    /// Its pipeline's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Why a leaf is computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "why")]
+pub enum Why {
+    /// The run folder has no manifest, or one an older labflow wrote.
+    NoRecord,
+    /// The manifest does not have it.
+    New,
+    /// Its seed rows are not the same as the same leaf's in the manifest was computed from.
+    Edited,
+    /// New id, but the manifest has a leaf with the same seed rows and pipeline: the response
+    /// cache answers every call.
+    Moved {
+        /// Where it was.
+        from: String,
+    },
+    /// Its pipeline changed: these steps (and so what follows them) compute differently.
+    Pipeline {
+        /// The steps whose fingerprint is new.
+        steps: Vec<String>,
+    },
+    /// The teacher is not the one the manifest's leaves were computed with.
+    Teacher,
+    /// Its last commit failed.
+    Failed,
+}
+
+/// A leaf to compute, with why, and how many teacher requests it may make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToCompute {
+    /// Leaf id.
+    pub leaf: String,
+    /// Why.
+    #[serde(flatten)]
+    pub why: Why,
+    /// Requests its changed steps made when the manifest's run computed it: an estimate of its
+    /// requests now (cache hits included); `None` when the manifest has nothing to go by.
+    pub estimated_requests: Option<u64>,
+}
+
+/// What a run will do to the run folder.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Increment {
+    /// Leaves to compute, in candidate order.
+    pub compute: Vec<ToCompute>,
+    /// Committed leaves kept as they are.
+    #[serde(skip)]
+    pub keep: Vec<LeafDone>,
+    /// Ids of the kept leaves (for `--dry-run`).
+    pub kept: Vec<String>,
+    /// Committed leaves that leave the manifest.
+    pub removed: Vec<String>,
+}
+
+impl Increment {
+    /// Sum of the known estimates.
+    pub fn estimated_requests(&self) -> u64 {
+        self.compute.iter().filter_map(|c| c.estimated_requests).sum()
+    }
+}
+
+/// Plan a run over `candidates` (the leaves it may compute, in run order) against the run
+/// folder's `previous` manifest. `teacher` is this run's teacher identity, `pipelines` this
+/// run's pipelines, and `present` every leaf id the taxonomy has now: a committed leaf that is
+/// present but not a candidate (outside `--leaf`) is kept as it is.
+pub fn plan(
+    previous: Option<&Manifest>,
+    teacher: &str,
+    pipelines: &[PipelineRecord],
+    candidates: &[Candidate],
+    present: &BTreeSet<String>,
+) -> Increment {
+    let Some(previous) = previous else {
+        let compute = candidates.iter().map(|c| ToCompute { leaf: c.id.clone(), why: Why::NoRecord, estimated_requests: None }).collect();
+        return Increment { compute, ..Increment::default() };
+    };
+    let old: BTreeMap<&str, &LeafDone> = previous.leaves.iter().map(|l| (l.leaf.as_str(), l)).collect();
+    let old_pipelines: BTreeMap<&str, &PipelineRecord> = previous.pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
+    let new_pipelines: BTreeMap<&str, &PipelineRecord> = pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
+    let same_teacher = previous.teacher == teacher;
+    let candidate_ids: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+    // Committed leaves that no longer exist under their id, by what they were computed from: a
+    // candidate with the same seeds and pipeline under a new id moved there.
+    let gone: BTreeMap<(&str, &str), &str> = previous
+        .leaves
+        .iter()
+        .filter(|l| !present.contains(&l.leaf))
+        .map(|l| ((l.seeds.as_str(), l.fingerprint.as_str()), l.leaf.as_str()))
+        .collect();
+
+    let mut inc = Increment::default();
+    for c in candidates {
+        let before = old.get(c.id.as_str()).copied();
+        let why = match before {
+            _ if !same_teacher => Some(Why::Teacher),
+            None => Some(match gone.get(&(c.seeds.as_str(), c.fingerprint.as_str())) {
+                Some(from) => Why::Moved { from: from.to_string() },
+                None => Why::New,
+            }),
+            Some(b) if b.error.is_some() => Some(Why::Failed),
+            Some(b) if b.seeds != c.seeds => Some(Why::Edited),
+            Some(b) if b.fingerprint != c.fingerprint || b.pipeline != c.pipeline => {
+                Some(Why::Pipeline { steps: changed_steps(old_pipelines.get(b.pipeline.as_str()), new_pipelines.get(c.pipeline.as_str())) })
+            }
+            Some(_) => None,
+        };
+        match why {
+            None => {
+                let b = before.expect("invariant: only a recorded leaf is kept");
+                inc.kept.push(b.leaf.clone());
+                inc.keep.push(b.clone());
+            }
+            Some(why) => {
+                let estimated_requests = estimate(&why, before, &old, &old_pipelines, new_pipelines.get(c.pipeline.as_str()));
+                inc.compute.push(ToCompute { leaf: c.id.clone(), why, estimated_requests });
+            }
+        }
+    }
+    for l in &previous.leaves {
+        if candidate_ids.contains(l.leaf.as_str()) {
+            continue;
+        }
+        if present.contains(&l.leaf) {
+            inc.kept.push(l.leaf.clone());
+            inc.keep.push(l.clone());
+        } else {
+            inc.removed.push(l.leaf.clone());
+        }
+    }
+    inc
+}
+
+/// Names of the steps of `new` whose fingerprint `old` does not have (all of them when the
+/// pipeline is new).
+fn changed_steps(old: Option<&&PipelineRecord>, new: Option<&&PipelineRecord>) -> Vec<String> {
+    let Some(new) = new else { return Vec::new() };
+    let known: BTreeSet<&str> = old.map(|o| o.steps.iter().map(|s| s.fingerprint.as_str()).collect()).unwrap_or_default();
+    new.steps.iter().filter(|s| !known.contains(s.fingerprint.as_str())).map(|s| s.name.clone()).collect()
+}
+
+/// The requests a leaf's recomputation may make, from what the manifest recorded: a moved leaf
+/// none (the cache has every answer), a leaf behind changed steps what those steps made last
+/// time, an edited or re-taught leaf what all of its steps made.
+fn estimate(
+    why: &Why,
+    before: Option<&LeafDone>,
+    old: &BTreeMap<&str, &LeafDone>,
+    old_pipelines: &BTreeMap<&str, &PipelineRecord>,
+    new_pipeline: Option<&&PipelineRecord>,
+) -> Option<u64> {
+    let all = |l: &LeafDone| l.steps.iter().map(|s| s.requests).sum::<u64>();
+    match why {
+        Why::Moved { .. } => Some(0),
+        Why::Edited | Why::Teacher | Why::Failed => before.map(all),
+        Why::Pipeline { steps } => {
+            let b = before?;
+            let names: Vec<&str> = old_pipelines.get(b.pipeline.as_str())?.steps.iter().map(|s| s.name.as_str()).collect();
+            let changed: BTreeSet<&str> = steps.iter().map(String::as_str).collect();
+            Some(names.iter().zip(&b.steps).filter(|(n, _)| changed.contains(*n)).map(|(_, s)| s.requests).sum())
+        }
+        // A new leaf: the average of its pipeline's committed leaves, if there are any.
+        Why::New | Why::NoRecord => {
+            let name = new_pipeline?.name.as_str();
+            let same: Vec<u64> = old.values().filter(|l| l.pipeline == name && l.error.is_none()).map(|l| all(l)).collect();
+            (!same.is_empty()).then(|| same.iter().sum::<u64>() / same.len() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "increment_tests.rs"]
+mod tests;

@@ -1,0 +1,112 @@
+//! The planner against hand-made manifests: each kind of change gets its reason, kept leaves
+//! keep their records, and removals are only of leaves the taxonomy lost.
+
+use super::*;
+use crate::engine::report::{StepCounts, StepRecord};
+
+fn pipeline(name: &str, steps: &[(&str, &str)]) -> PipelineRecord {
+    let steps: Vec<StepRecord> = steps.iter().map(|(n, f)| StepRecord { name: n.to_string(), fingerprint: f.to_string() }).collect();
+    let fingerprint = steps.iter().map(|s| s.fingerprint.as_str()).collect::<Vec<_>>().join("+");
+    PipelineRecord { name: name.into(), file: format!("{name}.yaml"), fingerprint, steps }
+}
+
+fn done(id: &str, seeds: &str, p: &PipelineRecord, requests: &[u64]) -> LeafDone {
+    LeafDone {
+        leaf: id.into(),
+        hash: String::new(),
+        kind: "freeform_skill".into(),
+        pipeline: p.name.clone(),
+        seeds: seeds.into(),
+        fingerprint: p.fingerprint.clone(),
+        rows: 1,
+        rejects: 0,
+        files: Vec::new(),
+        steps: requests.iter().map(|&r| StepCounts { requests: r, ..StepCounts::default() }).collect(),
+        error: None,
+    }
+}
+
+fn manifest(p: &PipelineRecord, leaves: Vec<LeafDone>) -> Manifest {
+    Manifest { format: 2, labflow: "x".into(), teacher: "t".into(), pipelines: vec![p.clone()], leaves }
+}
+
+fn candidate(id: &str, seeds: &str, p: &PipelineRecord) -> Candidate {
+    Candidate { id: id.into(), seeds: seeds.into(), pipeline: p.name.clone(), fingerprint: p.fingerprint.clone() }
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn each_change_gets_its_reason_and_unchanged_leaves_are_kept() {
+    let p = pipeline("skills", &[("gen", "g1"), ("judge", "j1")]);
+    let before = manifest(&p, vec![done("a", "sa", &p, &[4, 8]), done("b", "sb", &p, &[2, 2]), done("c", "sc", &p, &[1, 1])]);
+    // a unchanged, b edited, c moved to d, e new.
+    let now = [candidate("a", "sa", &p), candidate("b", "sb2", &p), candidate("d", "sc", &p), candidate("e", "se", &p)];
+    let inc = plan(Some(&before), "t", &[p.clone()], &now, &set(&["a", "b", "d", "e"]));
+    assert_eq!(inc.kept, ["a"]);
+    assert_eq!(inc.keep, vec![before.leaves[0].clone()]);
+    let whys: Vec<(&str, &Why, Option<u64>)> = inc.compute.iter().map(|c| (c.leaf.as_str(), &c.why, c.estimated_requests)).collect();
+    assert_eq!(
+        whys,
+        [
+            ("b", &Why::Edited, Some(4)),
+            ("d", &Why::Moved { from: "c".into() }, Some(0)),
+            // The average of the pipeline's leaves: (12 + 4 + 2) / 3.
+            ("e", &Why::New, Some(6)),
+        ]
+    );
+    assert_eq!(inc.removed, ["c"]);
+    assert_eq!(inc.estimated_requests(), 10);
+}
+
+#[test]
+fn a_changed_step_recomputes_every_leaf_and_estimates_from_that_step_on() {
+    let p = pipeline("skills", &[("gen", "g1"), ("judge", "j1")]);
+    let edited = pipeline("skills", &[("gen", "g1"), ("judge", "j2")]);
+    let before = manifest(&p, vec![done("a", "sa", &p, &[4, 8]), done("b", "sb", &p, &[2, 3])]);
+    let now = [candidate("a", "sa", &edited), candidate("b", "sb", &edited)];
+    let inc = plan(Some(&before), "t", &[edited.clone()], &now, &set(&["a", "b"]));
+    assert!(inc.kept.is_empty());
+    let steps = Why::Pipeline { steps: vec!["judge".into()] };
+    assert_eq!(inc.compute.iter().map(|c| (&c.why, c.estimated_requests)).collect::<Vec<_>>(), [(&steps, Some(8)), (&steps, Some(3))]);
+}
+
+#[test]
+fn another_teacher_or_a_failed_commit_recomputes_and_no_manifest_computes_everything() {
+    let p = pipeline("skills", &[("gen", "g1")]);
+    let mut failed = done("b", "sb", &p, &[1]);
+    failed.error = Some("disk full".into());
+    let before = manifest(&p, vec![done("a", "sa", &p, &[1]), failed]);
+    let now = [candidate("a", "sa", &p), candidate("b", "sb", &p)];
+    let inc = plan(Some(&before), "t", &[p.clone()], &now, &set(&["a", "b"]));
+    assert_eq!(inc.compute.iter().map(|c| (c.leaf.as_str(), &c.why)).collect::<Vec<_>>(), [("b", &Why::Failed)]);
+    let inc = plan(Some(&before), "other teacher", &[p.clone()], &now, &set(&["a", "b"]));
+    assert!(inc.compute.iter().all(|c| c.why == Why::Teacher) && inc.compute.len() == 2);
+    let inc = plan(None, "t", &[p.clone()], &now, &set(&["a", "b"]));
+    assert!(inc.compute.iter().all(|c| c.why == Why::NoRecord && c.estimated_requests.is_none()) && inc.compute.len() == 2);
+}
+
+#[test]
+fn leaves_outside_the_selection_are_kept_and_only_lost_ones_removed() {
+    let p = pipeline("skills", &[("gen", "g1")]);
+    let before = manifest(&p, vec![done("a", "sa", &p, &[1]), done("b", "sb", &p, &[1]), done("gone", "sg", &p, &[1])]);
+    // `--leaf a`: b is still in the taxonomy, so it is kept whatever it is now.
+    let inc = plan(Some(&before), "t", &[p.clone()], &[candidate("a", "sa2", &p)], &set(&["a", "b"]));
+    assert_eq!(inc.compute.len(), 1);
+    assert_eq!(inc.kept, ["b"]);
+    assert_eq!(inc.removed, ["gone"]);
+}
+
+#[test]
+fn seed_digests_see_values_and_column_names() {
+    use crate::operators::batch::text_batch;
+    let a = text_batch(&[("q", vec!["x".into(), "y".into()])]).unwrap();
+    let same = text_batch(&[("q", vec!["x".into(), "y".into()])]).unwrap();
+    let value = text_batch(&[("q", vec!["x".into(), "z".into()])]).unwrap();
+    let name = text_batch(&[("r", vec!["x".into(), "y".into()])]).unwrap();
+    assert_eq!(seeds_digest(&a), seeds_digest(&same));
+    assert_ne!(seeds_digest(&a), seeds_digest(&value));
+    assert_ne!(seeds_digest(&a), seeds_digest(&name));
+}
