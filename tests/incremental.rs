@@ -4,6 +4,9 @@
 //! maintain exactly the output a fresh full run over the final state writes with the same
 //! response cache, with 1 and 4 workers.
 
+mod common;
+
+use common::copy_tree;
 use labflow::documents::{ChunkOptions, WordEstimate};
 use labflow::engine::generate::{dry_run, generate, GenerateConfig, Generated};
 use labflow::engine::increment::Why;
@@ -23,19 +26,6 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A scratch taxonomy (a copy of the real one, or of its skills only), pipelines folder and
 /// run folder. The skills-only copy puts the foundational skills (which no built-in pipeline
 /// generates) under `compositional_skills/foundational/`, so that all 14 of its leaves run.
@@ -51,13 +41,13 @@ impl Scratch {
         let dir = tempfile::tempdir().unwrap();
         let taxonomy = dir.path().join("taxonomy");
         if skills_only {
-            copy_dir(&data().join("taxonomy/compositional_skills"), &taxonomy.join("compositional_skills"));
-            copy_dir(&data().join("taxonomy/foundational_skills"), &taxonomy.join("compositional_skills/foundational"));
+            copy_tree(&data().join("taxonomy/compositional_skills"), &taxonomy.join("compositional_skills"));
+            copy_tree(&data().join("taxonomy/foundational_skills"), &taxonomy.join("compositional_skills/foundational"));
         } else {
-            copy_dir(&data().join("taxonomy"), &taxonomy);
+            copy_tree(&data().join("taxonomy"), &taxonomy);
         }
         let pipelines = dir.path().join("pipelines");
-        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"), &pipelines);
+        copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"), &pipelines);
         Scratch { _dir: dir, taxonomy, pipelines, runs: 0 }
     }
 
@@ -101,7 +91,7 @@ impl Scratch {
 
     /// Give the leaf a copy at `to` (a new leaf with another's content).
     fn add_copy(&self, leaf: &str, to: &str) {
-        copy_dir(&self.taxonomy.join(leaf), &self.taxonomy.join(to));
+        copy_tree(&self.taxonomy.join(leaf), &self.taxonomy.join(to));
     }
 
     /// Change the system line of a prompt file under `pipelines/prompts/`.

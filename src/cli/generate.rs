@@ -33,7 +33,8 @@ pub struct GenerateArgs {
     pub pipeline: String,
     /// The teacher: a GGUF file or Hugging Face safetensors folder (embedded, in-process),
     /// `http://HOST:PORT/v1[?OPTIONS]#MODEL` (any OpenAI-compatible server), or `test` (a
-    /// deterministic test teacher for smoke runs; its text is not data). OPTIONS, `&`-separated,
+    /// deterministic test teacher for smoke runs; its text is not data; `test?delay_ms=N` makes
+    /// each call take N ms, `&journal=FILE` appends a line per call to FILE). OPTIONS, `&`-separated,
     /// stay in labflow: `seeds_choices_independently=true` when the server answers choice i of a
     /// seeded request as one choice with seed + i, as `labflow serve` does, so the cache asks for
     /// a prompt's missing choices in one request; `constraints=vllm|labflow|llama.cpp|openai` to
@@ -140,8 +141,8 @@ impl TokenCount for TeacherTokens {
 
 /// The teacher and the token counter its chunking should use.
 fn open(spec: &str, max_in_flight: usize) -> Result<(Arc<dyn Client>, Arc<dyn TokenCount + Send + Sync>)> {
-    if spec == "test" {
-        return Ok((TestTeacher::new(2, Duration::ZERO), Arc::new(WordEstimate)));
+    if let Some(teacher) = TestTeacher::from_spec(spec) {
+        return Ok((teacher.map_err(anyhow::Error::msg)?, Arc::new(WordEstimate)));
     }
     let path = Path::new(spec);
     if path.is_file() || path.is_dir() {

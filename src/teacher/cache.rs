@@ -67,7 +67,8 @@ fn score_key(identity: &str, prompt: &Prompt, continuations: &[String]) -> Key {
 /// anyway, and one call is cheaper.
 ///
 /// `usage` in a response counts only what the inner client spent on this call; hits cost zero.
-/// Two concurrent identical misses both reach the teacher; the first answer stored wins.
+/// Concurrent calls for the same prompt and sampling go one at a time: the later ones wait for
+/// the first and are answered from what it stored, so the teacher is asked once.
 ///
 /// With [`CachedClient::durable`], a call returns only once its answers are written to the
 /// store, so a process killed at any moment loses no answer it has handed out: a rerun repeats
@@ -79,13 +80,50 @@ pub struct CachedClient<C: Client + ?Sized> {
     cache: Arc<ResponseCache>,
     identity: String,
     durable: bool,
+    busy: KeyLocks,
+}
+
+/// One async lock per key in use: identical concurrent calls queue on it instead of all
+/// reaching the teacher. An entry lives while someone holds or waits for it.
+#[derive(Default)]
+struct KeyLocks(std::sync::Mutex<std::collections::HashMap<Key, Arc<tokio::sync::Mutex<()>>>>);
+
+/// Held while a call for one key looks up, fetches and stores.
+struct KeyGuard<'a> {
+    locks: &'a KeyLocks,
+    key: Key,
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Key, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn lock(&self, key: Key) -> KeyGuard<'_> {
+        let mutex = Arc::clone(self.map().entry(key).or_default());
+        let guard = Arc::clone(&mutex).lock_owned().await;
+        KeyGuard { locks: self, key, mutex, guard: Some(guard) }
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map();
+        // The map's reference and ours: nobody else holds or waits for this key.
+        if Arc::strong_count(&self.mutex) == 2 {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl<C: Client + ?Sized> CachedClient<C> {
     /// Wrap `inner` with `cache`. Several clients may share one cache: keys include identity.
     pub fn new(inner: Arc<C>, cache: Arc<ResponseCache>) -> Self {
         let identity = inner.identity();
-        CachedClient { inner, cache, identity, durable: false }
+        CachedClient { inner, cache, identity, durable: false, busy: KeyLocks::default() }
     }
 
     /// Answer a miss only after it is stored (see the type's docs). A failed write is retried
@@ -168,6 +206,10 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
     fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
         Box::pin(async move {
             let keys: Vec<Key> = (0..request.sampling.n).map(|i| complete_key(&self.identity, request, i)).collect();
+            let _busy = match keys.first() {
+                Some(key) => Some(self.busy.lock(*key).await),
+                None => None,
+            };
             let mut found: Vec<Option<super::Choice>> = keys
                 .iter()
                 .map(|key| match self.cache.get(key) {
@@ -195,6 +237,7 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
         Box::pin(async move {
             let key = score_key(&self.identity, prompt, continuations);
+            let _busy = self.busy.lock(key).await;
             if let Some(Entry::Score(bits)) = self.cache.get(&key) {
                 return Ok(bits.into_iter().map(f64::from_bits).collect());
             }
@@ -278,6 +321,31 @@ mod tests {
         let location = Location::memory(Arc::new(object_store::memory::InMemory::new()), "");
         let config = CacheConfig { flush_interval: Duration::from_secs(3600), compact_above: 64 };
         CachedClient::new(Arc::clone(inner), Arc::new(ResponseCache::open(location, config).await.expect("open cache")))
+    }
+
+    #[tokio::test]
+    async fn identical_concurrent_calls_reach_the_teacher_once_and_durable_answers_are_stored_first() {
+        use crate::teacher::test_teacher::TestTeacher;
+        use std::sync::atomic::Ordering;
+        let inner = TestTeacher::new(1, Duration::from_millis(50));
+        let location = Location::memory(Arc::new(object_store::memory::InMemory::new()), "");
+        // No background flush within the test: only `durable` can have written the answers.
+        let config = CacheConfig { flush_interval: Duration::from_secs(3600), compact_above: 64 };
+        let cache = Arc::new(ResponseCache::open(location, config).await.expect("open cache"));
+        let client = CachedClient::new(Arc::clone(&inner), Arc::clone(&cache)).durable();
+        let r = seeded(1, 7);
+        let (a, b, c) = tokio::join!(client.complete(&r), client.complete(&r), client.complete(&r));
+        let (a, b, c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+        assert_eq!((&a.choices, &b.choices), (&c.choices, &c.choices));
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1, "identical concurrent calls each reached the teacher");
+        let continuations = ["1".to_string(), "2".to_string()];
+        let prompt = request().prompt;
+        let (x, y) = tokio::join!(client.score(&prompt, &continuations), client.score(&prompt, &continuations));
+        assert_eq!(x.expect("x"), y.expect("y"));
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+        let stats = cache.stats();
+        assert_eq!((stats.pending, stats.entries), (0, 2), "answers were handed out before they were stored: {stats:?}");
+        assert!(client.busy.map().is_empty(), "key locks outlived their calls");
     }
 
     fn seeded(n: u32, seed: u64) -> Request {

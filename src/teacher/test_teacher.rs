@@ -25,6 +25,10 @@ pub struct TestTeacher {
     pub calls: AtomicU64,
     /// `(kind, prompt text)` of every call, in the order they started (for streaming tests).
     pub log: std::sync::Mutex<Vec<(String, String)>>,
+    /// A file that gets one line per call as it starts, `complete N` (N choices) or `score 1`,
+    /// each written with one unbuffered append, so the lines survive a `kill -9` of the
+    /// process (for crash tests, which count the calls a killed run made).
+    pub journal: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 const WORDS: &[&str] = &["river", "stone", "light", "quiet", "amber", "north", "field", "glass", "cedar", "orbit", "delta", "maple"];
@@ -74,6 +78,41 @@ impl TestTeacher {
         Arc::new(TestTeacher { items, delay, ..TestTeacher::default() })
     }
 
+    /// The test teacher a `--teacher` spec names: `test`, or `test?OPTIONS` with `&`-separated
+    /// `delay_ms=N` (each call takes N ms) and `journal=FILE` (see [`TestTeacher::journal`]).
+    /// `None` when `spec` is not a test teacher spec.
+    pub fn from_spec(spec: &str) -> Option<Result<Arc<TestTeacher>, String>> {
+        let options = match spec.strip_prefix("test") {
+            Some("") => "",
+            Some(rest) => rest.strip_prefix('?')?,
+            None => return None,
+        };
+        let mut teacher = TestTeacher { items: 2, ..TestTeacher::default() };
+        for option in options.split('&').filter(|o| !o.is_empty()) {
+            let (key, value) = option.split_once('=').unwrap_or((option, ""));
+            match key {
+                "delay_ms" => match value.parse::<u64>() {
+                    Ok(ms) => teacher.delay = Duration::from_millis(ms),
+                    Err(_) => return Some(Err(format!("test teacher: delay_ms={value:?} is not a whole number of milliseconds"))),
+                },
+                "journal" => match std::fs::OpenOptions::new().create(true).append(true).open(value) {
+                    Ok(f) => teacher.journal = Some(std::sync::Mutex::new(f)),
+                    Err(e) => return Some(Err(format!("test teacher: cannot open the journal {value}: {e}"))),
+                },
+                _ => return Some(Err(format!("test teacher: unknown option {key:?}; it takes delay_ms=N and journal=FILE"))),
+            }
+        }
+        Some(Ok(Arc::new(teacher)))
+    }
+
+    fn note(&self, line: &str) {
+        if let Some(journal) = &self.journal {
+            use std::io::Write;
+            // One write of the whole line: appends from concurrent calls never interleave.
+            let _ = journal.lock().unwrap_or_else(|p| p.into_inner()).write_all(line.as_bytes());
+        }
+    }
+
     /// The text of choice `i` for `request`.
     pub fn text(&self, request: &Request, i: u32) -> String {
         let prompt = flatten(&request.prompt);
@@ -112,6 +151,7 @@ impl Client for TestTeacher {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.log.lock().unwrap_or_else(|p| p.into_inner()).push(("complete".into(), flatten(&request.prompt)));
+            self.note(&format!("complete {}\n", request.sampling.n.max(1)));
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
@@ -129,6 +169,7 @@ impl Client for TestTeacher {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let text = flatten(prompt);
             self.log.lock().unwrap_or_else(|p| p.into_inner()).push(("score".into(), text.clone()));
+            self.note("score 1\n");
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
