@@ -297,3 +297,47 @@ async fn copy_cache(from: &Location, to: &Location) {
         to.store.put(&to.child(&rel), bytes.into()).await.unwrap();
     }
 }
+
+/// The leaf folders a change pair's CHANGES.txt lists as added or modified.
+fn changed_leaves(case: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(case.join("CHANGES.txt")).unwrap();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("A\t").or_else(|| l.strip_prefix("M\t")))
+        .filter_map(|p| p.strip_suffix("/qna.yaml"))
+        .map(String::from)
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_change_pairs_recompute_exactly_the_changed_leaves() {
+    for case in ["tc1_add_knowledge_leaf", "tc2_modify_skill_leaf", "tc4_three_skills_added"] {
+        let dir = data().join("changes").join(case);
+        let want = changed_leaves(&dir);
+        assert!(!want.is_empty(), "{case}: CHANGES.txt lists no leaf");
+        let mut s = Scratch::new(false);
+        std::fs::remove_dir_all(&s.taxonomy).unwrap();
+        copy_tree(&dir.join("before"), &s.taxonomy);
+        let out = memory();
+        // tc4's before-tree holds only foundational skills, which no built-in pipeline generates.
+        let before = match generate(s.config("simple", &out, TestTeacher::new(2, Duration::ZERO), 1)).await {
+            Ok(g) => g.manifest.leaves.iter().map(|l| l.leaf.clone()).collect::<Vec<_>>(),
+            Err(labflow::engine::generate::GenerateError::Nothing(_)) if case.starts_with("tc4") => Vec::new(),
+            Err(e) => panic!("{case}: {e}"),
+        };
+        std::fs::remove_dir_all(&s.taxonomy).unwrap();
+        copy_tree(&dir.join("after"), &s.taxonomy);
+        let plan = dry_run(s.config("simple", &out, TestTeacher::new(2, Duration::ZERO), 1)).await.unwrap();
+        let after = s.run("simple", &out, TestTeacher::new(2, Duration::ZERO), 1).await;
+        let computed: Vec<&str> = after.increment.compute.iter().map(|c| c.leaf.as_str()).collect();
+        assert_eq!(computed, want, "{case}: computed other leaves than the change touched");
+        assert_eq!(plan.increment.compute, after.increment.compute, "{case}: the dry run planned something else");
+        let edited = computed.iter().filter(|c| before.contains(&c.to_string())).count() as u64;
+        assert_eq!(edited, u64::from(case.starts_with("tc2")), "{case}");
+        assert_eq!(after.summary.kept, before.len() as u64 - edited, "{case}");
+        assert_eq!(after.summary.leaves, before.len() as u64 + computed.len() as u64 - edited, "{case}");
+        assert!(after.summary.teacher_calls > 0, "{case}");
+    }
+}

@@ -5,8 +5,11 @@
 //! every object_store backend: the local file system writes a temporary file and renames it). New
 //! entries wait in memory and a background task writes them as one new segment every
 //! `flush_interval`; [`ResponseCache::flush`] does it on demand. When there are more than
-//! `compact_above` segments they are merged: the merged segment is written first and the old ones
-//! deleted after, so a crash in between leaves duplicates, never a loss. Loading reads every
+//! `compact_above` small segments after the last big one (≥ [`BIG_SEGMENT`] bytes) they are merged
+//! into one: the merged segment is written first and the old ones deleted after, so a crash in
+//! between leaves duplicates, never a loss. Only that newest run of segments is merged, so a
+//! compaction costs at most about `BIG_SEGMENT` bytes of reads however large the cache has
+//! grown, and the merged records keep their order after every older segment. Loading reads every
 //! segment in sequence order and keeps every record whose checksum matches (`segment`).
 //!
 //! Segments are created with `PutMode::Create` where the store supports it, so two processes
@@ -29,6 +32,8 @@ use std::time::Duration;
 
 /// Folder of the segments, relative to the cache's location.
 const DIR: &str = "cache";
+/// A segment this large is left alone by compaction (see the module docs).
+pub const BIG_SEGMENT: u64 = 8 << 20;
 /// At most this many warnings are kept for [`CacheStats::warnings`].
 const MAX_WARNINGS: usize = 32;
 
@@ -119,6 +124,11 @@ struct State {
 }
 
 impl State {
+    /// The segments after the last big one: what a compaction merges.
+    fn small_tail(&self) -> Vec<u64> {
+        small_tail(&self.segments, BIG_SEGMENT)
+    }
+
     fn warn(&mut self, message: String) {
         if self.stats.warnings.len() < MAX_WARNINGS {
             self.stats.warnings.push(message);
@@ -244,6 +254,12 @@ impl ResponseCache {
     }
 }
 
+/// The sequence numbers after the last segment of at least `big` bytes, in order.
+fn small_tail(segments: &BTreeMap<u64, u64>, big: u64) -> Vec<u64> {
+    let last_big = segments.iter().rev().find(|(_, &size)| size >= big).map(|(&seq, _)| seq);
+    segments.keys().copied().filter(|&seq| last_big.is_none_or(|b| seq > b)).collect()
+}
+
 /// Read every segment in sequence order into `state`.
 async fn load(location: &Location, state: &mut State) -> Result<(), CacheError> {
     let store_error =
@@ -360,7 +376,7 @@ impl Shared {
         let too_many = {
             let mut state = self.lock();
             state.segments.insert(seq, size);
-            state.segments.len() > self.config.compact_above
+            state.small_tail().len() > self.config.compact_above
         };
         if too_many {
             // The flushed entries are durable whatever happens here; a failed compaction is
@@ -409,9 +425,13 @@ impl Shared {
         }
     }
 
-    /// Merge every known segment into one new segment. Caller holds `flush_lock`.
+    /// Merge the segments after the last big one into one new segment. Caller holds
+    /// `flush_lock`.
     async fn compact(&self) -> Result<(), CacheError> {
-        let old: Vec<u64> = self.lock().segments.keys().copied().collect();
+        let old: Vec<u64> = self.lock().small_tail();
+        if old.len() < 2 {
+            return Ok(());
+        }
         // Copy intact records unchanged, first occurrence of each key, in sequence order: the
         // same entries a load would keep. Reading back from the store (rather than re-encoding
         // the in-memory map) keeps the state lock free of a long serialisation.
@@ -486,6 +506,15 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.uncacheable, stats.entries, stats.pending), (1, 1, 1));
         assert!(cache.get(&[1; segment::KEY]).is_none());
+    }
+
+    #[test]
+    fn compaction_takes_only_the_segments_after_the_last_big_one() {
+        let segments: BTreeMap<u64, u64> = [(1, 10), (2, 500), (3, 10), (4, 600), (5, 10), (6, 20)].into();
+        assert_eq!(small_tail(&segments, 500), [5, 6]);
+        assert_eq!(small_tail(&segments, 1000), [1, 2, 3, 4, 5, 6]);
+        let ends_big: BTreeMap<u64, u64> = [(1, 10), (2, 900)].into();
+        assert!(small_tail(&ends_big, 500).is_empty());
     }
 
     #[test]
