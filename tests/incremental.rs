@@ -248,11 +248,23 @@ fn edits() -> impl Strategy<Value = Vec<(Edit, bool)>> {
     proptest::collection::vec((edit, any::<bool>()), 1..5)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+/// Each case is several whole runs, so the count is this test's own: the `proptest!` macro
+/// would let PROPTEST_CASES (4000 in CI, meant for the parsers' fuzzing) set it.
+/// `LABFLOW_INCREMENTAL_CASES=N` runs more.
+fn cases() -> u32 {
+    std::env::var("LABFLOW_INCREMENTAL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+}
 
-    #[test]
-    fn incremental_runs_equal_a_fresh_run_over_the_final_state(steps in edits()) {
+#[test]
+fn incremental_runs_equal_a_fresh_run_over_the_final_state() {
+    let config = ProptestConfig {
+        cases: cases(),
+        source_file: Some(file!()),
+        test_name: Some("incremental_runs_equal_a_fresh_run_over_the_final_state"),
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&edits(), |steps| {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let mut s = Scratch::new(true);
@@ -282,7 +294,10 @@ proptest! {
             prop_assert_eq!(full.summary.computed, full.summary.leaves);
             prop_assert_eq!(output(&out, &last).await, output(&fresh, &full).await);
             Ok(())
-        })?;
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
