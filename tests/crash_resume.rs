@@ -14,7 +14,9 @@ mod common;
 
 use labflow::operators::BuildContext;
 use labflow::pipeline::{self, builtin};
-use object_store::{ObjectStore, ObjectStoreExt};
+use labflow::store::dataset::{read_bytes, read_parquet};
+use labflow::store::Location;
+use object_store::ObjectStore;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,18 +48,12 @@ fn journal_choices(path: &Path) -> u64 {
 /// Where a run folder lives, and how to read it as a reader would.
 struct Folder {
     url: String,
-    store: Arc<dyn ObjectStore>,
-    prefix: String,
+    loc: Location,
 }
 
 impl Folder {
     fn get(&self, rt: &tokio::runtime::Runtime, rel: &str) -> Result<Option<Vec<u8>>, String> {
-        let path = object_store::path::Path::from(format!("{}/{rel}", self.prefix));
-        match rt.block_on(async { self.store.get(&path).await?.bytes().await }) {
-            Ok(b) => Ok(Some(b.to_vec())),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(format!("{rel}: {e}")),
-        }
+        rt.block_on(read_bytes(&self.loc, rel)).map(|b| b.map(|b| b.to_vec())).map_err(|e| e.to_string())
     }
 
     /// The committed output, leaf → (file kind → JSONL text), or what is wrong with it.
@@ -82,10 +78,8 @@ impl Folder {
                     }
                     out.insert(format!("{}:{id}", path.split('/').next().unwrap_or("")), text);
                 } else {
-                    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-                        .and_then(|b| b.build())
-                        .map_err(|e| format!("{path}: {e}"))?;
-                    let n: usize = reader.map(|b| b.map(|b| b.num_rows())).sum::<Result<usize, _>>().map_err(|e| format!("{path}: {e}"))?;
+                    let batches = rt.block_on(read_parquet(&self.loc, path)).map_err(|e| e.to_string())?;
+                    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
                     if n as u64 != rows {
                         return Err(format!("{path}: {n} rows, the manifest says {rows}"));
                     }
@@ -198,8 +192,7 @@ fn kill_9_at_random_moments_on_a_local_folder_loses_nothing() {
         command: Box::new(|| Command::new(env!("CARGO_BIN_EXE_labflow"))),
         folder: Box::new(move |name| Folder {
             url: root.join(name).to_string_lossy().into_owned(),
-            store: Arc::clone(&store),
-            prefix: name.to_string(),
+            loc: Location::memory(Arc::clone(&store), name),
         }),
         scratch,
         extra: Vec::new(),
@@ -229,7 +222,7 @@ fn kill_9_at_random_moments_on_s3_loses_nothing() {
     let for_command = Arc::clone(&server);
     let harness = Harness {
         command: Box::new(move || common::s3::command(&for_command)),
-        folder: Box::new(move |name| Folder { url: common::s3::url(name), store: Arc::clone(&store), prefix: name.to_string() }),
+        folder: Box::new(move |name| Folder { url: common::s3::url(name), loc: Location::memory(Arc::clone(&store), name) }),
         scratch: tempfile::tempdir().unwrap(),
         // s3s-fs answers a request in ~20 ms, and every flush of the cache is one: two leaves
         // keep a run near 10 s. A polling reader's requests there time out (30 s) while a run

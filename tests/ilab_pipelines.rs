@@ -179,7 +179,14 @@ fn translated_plans_run_in_the_engine() {
     let leaves: Vec<LeafJob> = ilab::FILES
         .iter()
         .enumerate()
-        .map(|(i, (_, kind))| LeafJob { id: format!("leaf{i}"), hash: format!("h{i}"), kind: *kind, plan: i, seeds: seeds(*kind) })
+        .map(|(i, (_, kind))| LeafJob {
+            id: format!("leaf{i}"),
+            hash: format!("h{i}"),
+            kind: *kind,
+            plan: i,
+            seeds: seeds(*kind),
+            seeds_digest: String::new(),
+        })
         .collect();
     let out = tempfile::tempdir().expect("tempdir");
     let location = Location::open_or_create(&out.path().display().to_string()).expect("run folder");

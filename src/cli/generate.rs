@@ -207,7 +207,7 @@ fn print_dry_run(plan: &DryRun, json: bool) -> Result<()> {
     println!(
         "would compute {} leaves, keep {}, remove {}; about {} teacher requests{unknown}, fewer where the response cache has the answer",
         inc.compute.len(),
-        inc.kept.len(),
+        inc.keep.len(),
         inc.removed.len(),
         inc.estimated_requests()
     );

@@ -5,7 +5,6 @@
 //! the manifest written at the end is what makes a run's files visible (invariant 6).
 
 use crate::engine::report::{FileEntry, LeafDone, StepCounts};
-use crate::engine::increment::seeds_digest;
 use crate::engine::LeafJob;
 use crate::store::dataset::{write_jsonl, write_parquet, DatasetError};
 use crate::store::Location;
@@ -64,7 +63,7 @@ pub async fn commit(out: &Location, c: Commit) -> LeafDone {
         hash: c.leaf.hash.clone(),
         kind: c.leaf.kind.label().to_string(),
         pipeline: c.pipeline.clone(),
-        seeds: seeds_digest(&c.leaf.seeds),
+        seeds: c.leaf.seeds_digest.clone(),
         fingerprint: c.fingerprint.clone(),
         rows: c.rows.num_rows() as u64,
         rejects: c.rejects.len() as u64,

@@ -188,21 +188,24 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
             files = resolved.files;
         }
         match seeds::seed_rows(leaf, &files, cfg.counter.as_ref(), &cfg.chunk) {
-            Ok(rows) => leaves.push(LeafJob { id: leaf.id.clone(), hash: hl.hash.clone(), kind: leaf.kind, plan, seeds: rows }),
+            Ok(rows) => {
+                let seeds_digest = increment::seeds_digest(&rows);
+                leaves.push(LeafJob { id: leaf.id.clone(), hash: hl.hash.clone(), kind: leaf.kind, plan, seeds: rows, seeds_digest })
+            }
             Err(e) => skipped.push(Skipped { leaf: leaf.id.clone(), reason: e.to_string() }),
         }
     }
     let mut warnings = Vec::new();
     let previous = read_manifest(&cfg.output, &mut warnings).await?;
     // A leaf that is skipped now is not present: its old output goes, like a removed leaf's.
-    let runnable: BTreeSet<String> =
-        present.into_iter().filter(|id| !skipped.iter().any(|s| &s.leaf == id)).collect();
+    let skipped_ids: BTreeSet<&str> = skipped.iter().map(|s| s.leaf.as_str()).collect();
+    let runnable: BTreeSet<String> = present.into_iter().filter(|id| !skipped_ids.contains(id.as_str())).collect();
     let records: Vec<PipelineRecord> = cfg.plans.iter().map(|p| PipelineRecord::of(p)).collect();
     let candidates: Vec<Candidate> = leaves
         .iter()
         .map(|l| Candidate {
             id: l.id.clone(),
-            seeds: increment::seeds_digest(&l.seeds),
+            seeds: l.seeds_digest.clone(),
             pipeline: records[l.plan].name.clone(),
             fingerprint: records[l.plan].fingerprint.clone(),
         })
@@ -228,34 +231,36 @@ pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
     let started = Instant::now();
     let Prepared { leaves, skipped, previous, increment, mut warnings } = prepare(&cfg).await?;
 
-    let cache = Arc::new(ResponseCache::open(cfg.output.sub("cache"), CacheConfig::default()).await?);
-    let counted = Counted::new(Arc::clone(&cfg.teacher));
-    // Durable: a `kill -9` at any moment repeats only the calls in flight (invariant 3).
-    let teacher: Arc<dyn Client> = Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)).durable());
     let process = cfg.run.process;
-    let stats = {
-        let (counted, cache) = (Arc::clone(&counted), Arc::clone(&cache));
-        Arc::new(move || {
-            let s = cache.stats();
-            ProcessDone { process, teacher_calls: counted.calls(), cache_hits: s.hits, cache_misses: s.misses }
-        })
-    };
-    let job = Arc::new(Job::new(cfg.plans.clone(), leaves, cfg.output.clone(), cfg.run_id.clone(), teacher, stats));
-    let progress = cfg.progress.clone().unwrap_or_else(|| Arc::new(Progress::new(job.steps.len())));
-    progress.leaves_total.store(job.leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let reports = if job.leaves.is_empty() {
-        // Nothing changed that needs computing: no dataflow, no teacher.
-        vec![engine::Report::Process((job.teacher_stats)())]
+    let reports = if leaves.is_empty() {
+        // Nothing changed that needs computing: no cache to load, no dataflow, no teacher.
+        vec![engine::Report::Process(ProcessDone { process, ..ProcessDone::default() })]
     } else {
-        let runtime = tokio::runtime::Handle::current();
-        let (job2, opts) = (Arc::clone(&job), cfg.run.clone());
-        tokio::task::spawn_blocking(move || engine::run(job2, &opts, runtime, progress))
+        let cache = Arc::new(ResponseCache::open(cfg.output.sub("cache"), CacheConfig::default()).await?);
+        let counted = Counted::new(Arc::clone(&cfg.teacher));
+        // Durable: a `kill -9` at any moment repeats only the calls in flight (invariant 3).
+        let teacher: Arc<dyn Client> =
+            Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)).durable());
+        let stats = {
+            let (counted, cache) = (Arc::clone(&counted), Arc::clone(&cache));
+            Arc::new(move || {
+                let s = cache.stats();
+                ProcessDone { process, teacher_calls: counted.calls(), cache_hits: s.hits, cache_misses: s.misses }
+            })
+        };
+        let job = Arc::new(Job::new(cfg.plans.clone(), leaves, cfg.output.clone(), cfg.run_id.clone(), teacher, stats));
+        let progress = cfg.progress.clone().unwrap_or_else(|| Arc::new(Progress::new(job.steps.len())));
+        progress.leaves_total.store(job.leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let (runtime, opts) = (tokio::runtime::Handle::current(), cfg.run.clone());
+        let reports = tokio::task::spawn_blocking(move || engine::run(job, &opts, runtime, progress))
             .await
-            .map_err(|e| EngineError::Dataflow(format!("the dataflow thread failed: {e}")))??
+            .map_err(|e| EngineError::Dataflow(format!("the dataflow thread failed: {e}")))??;
+        cache.flush().await?;
+        reports
     };
-    cache.flush().await?;
     let removed = increment.removed.len() as u64;
-    let (summary, manifest) = engine::summarise(&job, reports, increment.keep.clone(), removed, started.elapsed().as_secs_f64());
+    let (summary, manifest) =
+        engine::summarise(&cfg.plans, &cfg.teacher.identity(), reports, increment.keep.clone(), removed, started.elapsed().as_secs_f64());
     if process == 0 {
         dataset::write_json(&cfg.output, "summary.json", &summary).await?;
         dataset::write_json(&cfg.output, MANIFEST, &manifest).await?;

@@ -91,13 +91,15 @@ pub struct ToCompute {
 pub struct Increment {
     /// Leaves to compute, in candidate order.
     pub compute: Vec<ToCompute>,
-    /// Committed leaves kept as they are.
-    #[serde(skip)]
+    /// Committed leaves kept as they are (serialised as their ids).
+    #[serde(rename = "kept", serialize_with = "leaf_ids")]
     pub keep: Vec<LeafDone>,
-    /// Ids of the kept leaves (for `--dry-run`).
-    pub kept: Vec<String>,
     /// Committed leaves that leave the manifest.
     pub removed: Vec<String>,
+}
+
+fn leaf_ids<S: serde::Serializer>(leaves: &[LeafDone], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(leaves.iter().map(|l| &l.leaf))
 }
 
 impl Increment {
@@ -154,9 +156,7 @@ pub fn plan(
         };
         match why {
             None => {
-                let b = before.expect("invariant: only a recorded leaf is kept");
-                inc.kept.push(b.leaf.clone());
-                inc.keep.push(b.clone());
+                inc.keep.push(before.expect("invariant: only a recorded leaf is kept").clone());
             }
             Some(why) => {
                 let estimated_requests = estimate(&why, before, &old, &old_pipelines, new_pipelines.get(c.pipeline.as_str()));
@@ -169,7 +169,6 @@ pub fn plan(
             continue;
         }
         if present.contains(&l.leaf) {
-            inc.kept.push(l.leaf.clone());
             inc.keep.push(l.clone());
         } else {
             inc.removed.push(l.leaf.clone());

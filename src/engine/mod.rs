@@ -48,6 +48,8 @@ pub struct LeafJob {
     pub plan: usize,
     /// Its seed rows.
     pub seeds: RecordBatch,
+    /// [`increment::seeds_digest`] of `seeds`, recorded in the manifest.
+    pub seeds_digest: String,
 }
 
 /// A global step: a step of one of the plans.
@@ -137,10 +139,19 @@ pub fn run(job: Arc<Job>, opts: &RunOptions, runtime: tokio::runtime::Handle, pr
     dataflow::execute(job, opts, runtime, progress)
 }
 
-/// Sum reports into the run summary and manifest. `kept` are the leaves kept from the run
-/// folder's last manifest, `removed` how many of its leaves are gone.
-pub fn summarise(job: &Job, reports: Vec<Report>, kept: Vec<LeafDone>, removed: u64, wall_seconds: f64) -> (Summary, Manifest) {
-    let mut totals = vec![StepCounts::default(); job.steps.len()];
+/// Sum reports into the run summary and manifest of a run over `plans` with the teacher
+/// `teacher` (its identity). `kept` are the leaves kept from the run folder's last manifest,
+/// `removed` how many of its leaves are gone.
+pub fn summarise(
+    plans: &[Arc<Plan>],
+    teacher: &str,
+    reports: Vec<Report>,
+    kept: Vec<LeafDone>,
+    removed: u64,
+    wall_seconds: f64,
+) -> (Summary, Manifest) {
+    // Per pipeline, its steps' counters summed over the leaves this run computed.
+    let mut totals: Vec<Vec<StepCounts>> = plans.iter().map(|p| vec![StepCounts::default(); p.steps.len()]).collect();
     let mut computed = Vec::new();
     let mut processes = Vec::new();
     for r in reports {
@@ -150,9 +161,8 @@ pub fn summarise(job: &Job, reports: Vec<Report>, kept: Vec<LeafDone>, removed: 
         }
     }
     for l in &computed {
-        let Some(p) = job.plans.iter().position(|p| p.name == l.pipeline) else { continue };
-        let offset = job.step_offset(p);
-        for (t, c) in totals[offset..].iter_mut().zip(&l.steps) {
+        let Some(p) = plans.iter().position(|p| p.name == l.pipeline) else { continue };
+        for (t, c) in totals[p].iter_mut().zip(&l.steps) {
             t.add(c);
         }
     }
@@ -160,16 +170,19 @@ pub fn summarise(job: &Job, reports: Vec<Report>, kept: Vec<LeafDone>, removed: 
     let kept_count = kept.len() as u64;
     let mut leaves: Vec<LeafDone> = computed.into_iter().chain(kept).collect();
     leaves.sort_by(|a, b| a.leaf.cmp(&b.leaf));
-    let operators = job
-        .steps
+    let operators = plans
         .iter()
         .zip(&totals)
-        .map(|(s, c)| {
-            let plan = &job.plans[s.plan];
-            let step = &plan.steps[s.step];
-            StepSummary { pipeline: plan.name.clone(), name: step.name.clone(), op: step.kind.clone(), counts: *c }
+        .flat_map(|(plan, counts)| {
+            plan.steps.iter().zip(counts).map(|(step, c)| StepSummary {
+                pipeline: plan.name.clone(),
+                name: step.name.clone(),
+                op: step.kind.clone(),
+                counts: *c,
+            })
         })
         .collect();
+    let totals: Vec<StepCounts> = totals.into_iter().flatten().collect();
     let summary = Summary {
         leaves: leaves.iter().filter(|l| l.error.is_none()).count() as u64,
         rows: leaves.iter().map(|l| l.rows).sum(),
@@ -188,8 +201,8 @@ pub fn summarise(job: &Job, reports: Vec<Report>, kept: Vec<LeafDone>, removed: 
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         labflow: env!("CARGO_PKG_VERSION").to_string(),
-        teacher: job.teacher.identity(),
-        pipelines: job.plans.iter().map(|p| PipelineRecord::of(p)).collect(),
+        teacher: teacher.to_string(),
+        pipelines: plans.iter().map(|p| PipelineRecord::of(p)).collect(),
         leaves,
     };
     (summary, manifest)

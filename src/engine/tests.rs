@@ -64,6 +64,7 @@ fn leaves(n: usize) -> Vec<LeafJob> {
                 ("seed_response", vec!["answer".to_string(); 3]),
             ])
             .unwrap(),
+            seeds_digest: String::new(),
         })
         .collect()
 }
@@ -75,7 +76,7 @@ fn run_job(workers: usize, out: &Location, teacher: Arc<TestTeacher>) -> (Summar
     let progress = Arc::new(Progress::new(job.steps.len()));
     let opts = RunOptions { workers, max_in_flight: 4, ..RunOptions::default() };
     let reports = run(Arc::clone(&job), &opts, rt.handle().clone(), progress).unwrap();
-    summarise(&job, reports, Vec::new(), 0, 0.0)
+    summarise(&job.plans, &job.teacher.identity(), reports, Vec::new(), 0, 0.0)
 }
 
 fn data(out: &Location, manifest: &Manifest) -> Vec<RecordBatch> {
@@ -134,6 +135,7 @@ fn an_operator_error_stops_every_worker_and_names_the_operator() {
             kind: LeafKind::FreeformSkill,
             plan: 0,
             seeds: text_batch(&[("seed_question", vec!["q".into()])]).unwrap(),
+            seeds_digest: String::new(),
         })
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
