@@ -8,10 +8,12 @@
 //! failure) and, for the Python part, `LABFLOW_OPENAI_PYTHON` (`LABFLOW_REQUIRE_OPENAI=1` makes
 //! its absence a failure).
 
+mod common;
+
 use labflow::store::Location;
 use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
 use labflow::teacher::{ChatMessage, Client, HttpClient, HttpConfig, Prompt, Request, Sampling};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +41,7 @@ fn model() -> Option<PathBuf> {
 }
 
 fn start(model: &std::path::Path) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let port = common::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_labflow"))
         .args(["serve", "--model", model.to_str().expect("utf-8"), "--port", &port.to_string(), "--api-key", "embedded-key"])
         .stdout(Stdio::null())

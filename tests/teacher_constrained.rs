@@ -23,7 +23,7 @@
 use labflow::teacher::constraint::{Constraint, Dialect};
 use labflow::teacher::{ChatMessage, Client, EmbeddedTeacher, FinishReason, HttpClient, HttpConfig, Prompt, Request, Response, Sampling};
 use serde_json::{json, Value};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -223,7 +223,7 @@ impl Server {
 }
 
 fn serve(model: &str, extra: &[&str]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let port = common::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_labflow"))
         .args(["serve", "--model", model, "--port", &port.to_string()])
         .args(extra)

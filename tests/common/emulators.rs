@@ -18,7 +18,7 @@ use super::copy_tree;
 use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -223,7 +223,7 @@ fn find(name: &str, require: &str, install: &str) -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+    super::free_port()
 }
 
 fn wait_listening(name: &str, port: u16) {

@@ -49,7 +49,7 @@ runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n";
 /// Starts the server over `model` and waits (up to 120 s) until `/v1/models` answers; its output
 /// goes to `labflow-llama-server-PORT.log` in the temporary folder.
 pub async fn start(python: &str, model: &Path) -> LlamaServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let port = super::free_port();
     let log_path = std::env::temp_dir().join(format!("labflow-llama-server-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(python)

@@ -38,3 +38,18 @@ pub fn model() -> Option<PathBuf> {
     eprintln!("SKIPPED: {} missing; run bash models/fetch.sh", path.display());
     None
 }
+
+/// A free TCP port on 127.0.0.1 that no other test of this process has been given: two tests
+/// of one binary run at once, and the kernel may hand both the same just-freed port, so each
+/// would start its server there and one would talk to the other's.
+pub fn free_port() -> u16 {
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<std::collections::HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        if given.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! the test; elsewhere it is skipped with a message saying how to enable it.
 
 use super::copy_tree;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ pub fn start(trees: &[(&str, PathBuf)]) -> Option<Server> {
     for (prefix, src) in trees {
         copy_tree(src, &root.path().join(BUCKET).join(prefix));
     }
-    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let port = super::free_port();
     let child = Command::new("s3s-fs")
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", KEY, "--secret-key", SECRET])
         .arg(root.path())
