@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod documents;
 pub mod engine;
+pub mod mix;
 pub mod model;
 pub mod operators;
 pub mod pipeline;

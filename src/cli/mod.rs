@@ -4,6 +4,7 @@
 //! at all or the command line is wrong.
 
 mod generate;
+mod mix;
 mod taxonomy;
 mod teacher;
 
@@ -33,6 +34,12 @@ enum Command {
     /// Generate synthetic data: run pipelines over a taxonomy's leaves with a teacher, writing
     /// per-leaf datasets, rejects, the response cache, a summary and a manifest to a run folder.
     Generate(generate::GenerateArgs),
+    /// Mix a run's per-leaf datasets into the training sets of the LAB method: the knowledge mix
+    /// (phase 1) and the skills mix with RAFT distractors and replay (phase 2), deduplicated,
+    /// as knowledge_train_msgs / skills_train_msgs (JSONL and Parquet) with a report.
+    Mix(mix::MixArgs),
+    /// Run SQL over a run's datasets (generated rows, rejects, leaves, mixes); a table or --json.
+    Sql(mix::SqlArgs),
     /// Show a pipeline's validated plan: steps, columns in and out, teacher calls per row.
     Explain(generate::ExplainArgs),
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
@@ -59,6 +66,8 @@ pub fn main() -> ExitCode {
             Command::Diff(args) => taxonomy::diff(args).await,
             Command::Generate(args) => generate::run(args).await,
             Command::Explain(args) => generate::explain(args).await,
+            Command::Mix(args) => mix::mix(args).await,
+            Command::Sql(args) => mix::sql(args).await,
             Command::Serve(args) => teacher::serve(args).await,
             Command::Chat(args) => teacher::chat(args).await,
         }

@@ -42,8 +42,10 @@ pub struct Config {
 
 /// How many rows to draw.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Size {
+pub enum Size {
+    /// This many.
     Count(usize),
+    /// This share of the rows, rounded to the nearest row.
     Fraction(f64),
 }
 
@@ -82,39 +84,48 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// How many picks for a leaf of `rows` rows.
-    fn picks(&self, rows: usize) -> usize {
-        let k = match self.size {
+    /// How many times each of `rows` rows is picked.
+    fn draw(&self, rows: usize) -> Vec<usize> {
+        draw(rows, self.size.picks(rows, self.replace), self.replace, self.seed)
+    }
+}
+
+impl Size {
+    /// How many picks from `rows` rows; without replacement at most `rows`.
+    pub fn picks(self, rows: usize, replace: bool) -> usize {
+        let k = match self {
             Size::Count(c) => c,
             // Saturating cast: a fraction is bounded by the config checks, rows by memory.
             Size::Fraction(f) => (f * rows as f64).round() as usize,
         };
-        if self.replace {
+        if replace {
             k
         } else {
             k.min(rows)
         }
     }
+}
 
-    /// How many times each of `rows` rows is picked.
-    fn draw(&self, rows: usize) -> Vec<usize> {
-        let mut times = vec![0usize; rows];
-        let k = self.picks(rows);
-        if rows == 0 || k == 0 {
-            return times;
-        }
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        if self.replace {
-            for _ in 0..k {
-                times[rng.random_range(0..rows)] += 1;
-            }
-        } else {
-            for i in rand::seq::index::sample(&mut rng, rows, k) {
-                times[i] = 1;
-            }
-        }
-        times
+/// How many times each of `rows` rows is picked when drawing `picks` of them, with or without
+/// replacement, from rand 0.9's `StdRng` seeded with `seed`. Shared by this operator and the
+/// mixer, so a recipe's `sample` and a pipeline's `sample` step draw alike.
+pub fn draw(rows: usize, picks: usize, replace: bool, seed: u64) -> Vec<usize> {
+    let mut times = vec![0usize; rows];
+    let k = if replace { picks } else { picks.min(rows) };
+    if rows == 0 || k == 0 {
+        return times;
     }
+    let mut rng = StdRng::seed_from_u64(seed);
+    if replace {
+        for _ in 0..k {
+            times[rng.random_range(0..rows)] += 1;
+        }
+    } else {
+        for i in rand::seq::index::sample(&mut rng, rows, k) {
+            times[i] = 1;
+        }
+    }
+    times
 }
 
 impl Aggregate for Sample {

@@ -23,6 +23,7 @@ pub static FILES: &[(&str, &str)] = files![
     "simple/freeform_skills.yaml",
     "simple/grounded_skills.yaml",
     "simple/knowledge.yaml",
+    "mix/lab.yaml",
     "prompts/knowledge/faithfulness_judge.yaml",
     "prompts/knowledge/qa.yaml",
     "prompts/knowledge/question_judge.yaml",

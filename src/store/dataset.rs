@@ -63,6 +63,11 @@ pub async fn write_jsonl(loc: &Location, rel: &str, batch: &RecordBatch) -> Resu
     put(loc, rel, writer.into_inner()).await
 }
 
+/// Write `bytes` to `rel` under `loc` as one object; returns the bytes written.
+pub async fn write_bytes(loc: &Location, rel: &str, bytes: Vec<u8>) -> Result<u64, DatasetError> {
+    put(loc, rel, bytes).await
+}
+
 /// Write `value` as pretty JSON to `rel` under `loc`.
 pub async fn write_json(loc: &Location, rel: &str, value: &impl serde::Serialize) -> Result<u64, DatasetError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| format_err(loc, rel, e))?;

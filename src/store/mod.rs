@@ -21,6 +21,7 @@
 
 mod cloud;
 pub mod dataset;
+pub mod sql;
 mod location;
 
 pub use location::{Location, StoreError};

@@ -132,9 +132,9 @@ fn sets_list_one_pipeline_per_leaf_kind() {
     assert_eq!(set("simple").unwrap(), vec!["simple/freeform_skills.yaml", "simple/grounded_skills.yaml", "simple/knowledge.yaml"]);
     assert_eq!(set("prompts"), None);
     assert_eq!(set("ful"), None);
-    // Every top-level folder but the prompts is a set.
+    // Every top-level folder but the prompts and the mix recipes is a set.
     let folders: BTreeSet<String> = files_on_disk().iter().filter_map(|p| p.split_once('/').map(|(d, _)| d.to_string())).collect();
-    let expected: BTreeSet<String> = SETS.iter().map(|s| s.to_string()).chain(["prompts".to_string()]).collect();
+    let expected: BTreeSet<String> = SETS.iter().map(|s| s.to_string()).chain(["prompts".to_string(), "mix".to_string()]).collect();
     assert_eq!(folders, expected);
     for s in SETS {
         let mut kinds: Vec<LeafKind> = set(s).unwrap().iter().flat_map(|p| load_builtin(p).leaf_kinds).collect();

@@ -1,0 +1,339 @@
+//! Training records in the reference's schema — `id`, `messages` (`[{role, content}]`),
+//! `metadata` (a JSON object stored as a string) and `unmask` — and the rows they are made from.
+//!
+//! The record schema is the one InstructLab's mixer writes and its trainer reads
+//! (`../shared/data/samples/ilab-generate-run-legal-theft/output/*_train_msgs_*.jsonl`); in
+//! Parquet, `messages` is `list<struct<role: string, content: string>>`, as Hugging Face
+//! `datasets` types it.
+
+use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBuilder, ListArray, ListBuilder, StringArray, StringBuilder, StructArray, StructBuilder};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// One turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` (or `pretraining` in some reference outputs).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl Message {
+    /// A turn of `role` saying `content`.
+    pub fn new(role: &str, content: impl Into<String>) -> Message {
+        Message { role: role.to_string(), content: content.into() }
+    }
+}
+
+/// One training record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Stable id: the same recipe, seed and rows give the same id.
+    pub id: String,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Where the record came from (`dataset`, `leaf`, `row`, the generated row's other
+    /// columns); written as a JSON string.
+    pub metadata: Map<String, Value>,
+    /// Train on every turn but the system one (else on assistant turns only).
+    pub unmask: bool,
+}
+
+impl Record {
+    /// The record as one JSON object with the reference's keys.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "messages": self.messages,
+            "metadata": Value::Object(self.metadata.clone()).to_string(),
+            "unmask": self.unmask,
+        })
+    }
+
+    /// Put `prompt` first as the system turn, replacing any system turn's text (the reference's
+    /// `_add_system_message`).
+    pub fn set_system(&mut self, prompt: &str) {
+        let mut found = false;
+        for m in self.messages.iter_mut().filter(|m| m.role == "system") {
+            m.content = prompt.to_string();
+            found = true;
+        }
+        if !found {
+            self.messages.insert(0, Message::new("system", prompt));
+        }
+    }
+
+    /// The text of the last assistant turn ("" when there is none).
+    pub fn response(&self) -> &str {
+        self.messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.as_str()).unwrap_or("")
+    }
+
+    /// True when some non-system turn is empty (the reference drops such records).
+    pub fn has_empty_turn(&self) -> bool {
+        self.messages.iter().any(|m| m.role != "system" && m.content.trim().is_empty())
+    }
+}
+
+/// The record schema as Arrow types.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("messages", DataType::List(Arc::new(Field::new("item", DataType::Struct(message_fields()), true))), false),
+        Field::new("metadata", DataType::Utf8, false),
+        Field::new("unmask", DataType::Boolean, false),
+    ]))
+}
+
+fn message_fields() -> Fields {
+    Fields::from(vec![Field::new("content", DataType::Utf8, true), Field::new("role", DataType::Utf8, true)])
+}
+
+/// Records as one Arrow batch in [`schema`].
+pub fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut ids = StringBuilder::new();
+    let mut meta = StringBuilder::new();
+    let mut unmask = BooleanBuilder::new();
+    let mut msgs = ListBuilder::new(StructBuilder::from_fields(message_fields(), 0))
+        .with_field(Arc::new(Field::new("item", DataType::Struct(message_fields()), true)));
+    for r in records {
+        ids.append_value(&r.id);
+        meta.append_value(Value::Object(r.metadata.clone()).to_string());
+        unmask.append_value(r.unmask);
+        let s = msgs.values();
+        for m in &r.messages {
+            s.field_builder::<StringBuilder>(0).expect("invariant: field 0 is content").append_value(&m.content);
+            s.field_builder::<StringBuilder>(1).expect("invariant: field 1 is role").append_value(&m.role);
+            s.append(true);
+        }
+        msgs.append(true);
+    }
+    let cols: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(msgs.finish()), Arc::new(meta.finish()), Arc::new(unmask.finish())];
+    RecordBatch::try_new(schema(), cols)
+}
+
+/// Why a dataset's rows are not records.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+/// Records from a batch with a `messages` column (list of `{role, content}` structs) and
+/// optional `id`, `metadata` (string or struct, kept as JSON) and `unmask`; any other column
+/// goes into the metadata, as the reference's `_sample_ds` does.
+pub fn from_batch(batch: &RecordBatch, what: &str) -> Result<Vec<Record>, RecordError> {
+    let col = |name: &str| batch.column_by_name(name);
+    let messages = col("messages")
+        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        .ok_or_else(|| RecordError(format!("{what}: no `messages` column of [{{role, content}}] turns; is it in the record schema?")))?;
+    let ids = col("id").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let unmask = col("unmask").and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
+    let metadata = col("metadata").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let others: Vec<(String, &ArrayRef)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !["id", "messages", "metadata", "unmask"].contains(&f.name().as_str()))
+        .map(|(f, c)| (f.name().clone(), c))
+        .collect();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let turns = messages.value(i);
+        let turns = turns
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| RecordError(format!("{what}: row {i}: `messages` items are not {{role, content}} objects")))?;
+        let text = |name: &str| turns.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let (roles, contents) = match (text("role"), text("content")) {
+            (Some(r), Some(c)) => (r, c),
+            _ => return Err(RecordError(format!("{what}: row {i}: a turn needs text `role` and `content`"))),
+        };
+        let msgs = (0..turns.len()).map(|j| Message::new(roles.value(j), contents.value(j).to_string())).collect();
+        let mut meta = match metadata.filter(|m| m.is_valid(i)).map(|m| m.value(i)) {
+            Some(s) if !s.is_empty() => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err(RecordError(format!("{what}: row {i}: `metadata` is not a JSON object"))),
+            },
+            _ => Map::new(),
+        };
+        for (name, c) in &others {
+            meta.insert(name.clone(), cell_json(c, i));
+        }
+        out.push(Record {
+            id: ids.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string()).unwrap_or_default(),
+            messages: msgs,
+            metadata: meta,
+            unmask: unmask.filter(|a| a.is_valid(i)).map(|a| a.value(i)).unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+/// A record from one JSON line of a dataset in the record schema; keys other than `id`,
+/// `messages`, `metadata` and `unmask` go into the metadata.
+pub fn from_json_line(line: &str) -> Result<Record, String> {
+    let Value::Object(mut obj) = serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}"))? else {
+        return Err("not a JSON object".into());
+    };
+    let messages: Vec<Message> = match obj.remove("messages") {
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("`messages` is not a list of {{role, content}} turns: {e}"))?,
+        None => return Err("no `messages` key; the record schema is {id, messages: [{role, content}], metadata, unmask}".into()),
+    };
+    let id = match obj.remove("id") {
+        Some(Value::String(s)) => s,
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    };
+    let unmask = match obj.remove("unmask") {
+        Some(Value::Bool(b)) => b,
+        Some(Value::Null) | None => false,
+        Some(v) => return Err(format!("`unmask` is {v}, not true or false")),
+    };
+    let mut metadata = match obj.remove("metadata") {
+        Some(Value::String(s)) if !s.is_empty() => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err("`metadata` is a string that does not hold a JSON object".into()),
+        },
+        Some(Value::Object(m)) => m,
+        Some(Value::Null) | Some(Value::String(_)) | None => Map::new(),
+        Some(v) => return Err(format!("`metadata` is {v}, not a JSON object or a string holding one")),
+    };
+    metadata.extend(obj);
+    Ok(Record { id, messages, metadata, unmask })
+}
+
+/// One cell as JSON (text as a string, anything else through Arrow's display).
+pub fn cell_json(col: &ArrayRef, i: usize) -> Value {
+    if col.is_null(i) {
+        return Value::Null;
+    }
+    if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+        return Value::String(s.value(i).to_string());
+    }
+    if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
+        return Value::Bool(b.value(i));
+    }
+    match arrow::util::display::array_value_to_string(col, i) {
+        Ok(s) => s.parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::String(s)),
+        Err(_) => Value::Null,
+    }
+}
+
+/// A generated row of a run, by column name (text columns only; others as their JSON).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    /// Its lineage id (`_id`).
+    pub id: String,
+    /// Every other column, in the file's order.
+    pub values: Vec<(String, Value)>,
+}
+
+impl Row {
+    /// The text of column `name`, if the row has it as text.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_str())
+    }
+}
+
+/// The rows of a generated dataset batch.
+pub fn rows(batch: &RecordBatch) -> Vec<Row> {
+    let schema = batch.schema();
+    let ids = batch.column_by_name(crate::operators::ROW_ID).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    (0..batch.num_rows())
+        .map(|i| Row {
+            id: ids.map(|a| a.value(i).to_string()).unwrap_or_else(|| format!("{i:04}")),
+            values: schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .filter(|(f, _)| f.name() != crate::operators::ROW_ID)
+                .map(|(f, c)| (f.name().clone(), cell_json(c, i)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// A row's question and response: the `question` and `response` columns, or else the
+/// reference's fallback for pipelines that write one `output` column (split after the first
+/// `?`).
+pub fn question_response(row: &Row) -> Option<(String, String)> {
+    if let (Some(q), Some(r)) = (row.get("question"), row.get("response")) {
+        return Some((q.trim().to_string(), r.trim().to_string()));
+    }
+    let out = row.get("output")?;
+    Some(match out.split_once('?') {
+        Some((q, r)) => (format!("{}?", q.trim()), r.trim().to_string()),
+        None => (String::new(), out.trim().to_string()),
+    })
+}
+
+/// A stable id shaped like a UUID (version 8: custom), from the parts that make a record.
+pub fn record_id(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new_derive_key("labflow 2026 mix record id");
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Record {
+        let mut meta = Map::new();
+        meta.insert("dataset".into(), "skill".into());
+        Record {
+            id: record_id(&["a", "b"]),
+            messages: vec![Message::new("user", "Q \"x\"?"), Message::new("assistant", "A\nB")],
+            metadata: meta,
+            unmask: true,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_arrow() {
+        let mut r = rec();
+        r.set_system("sys");
+        let b = to_batch(&[r.clone(), rec()]).unwrap();
+        assert_eq!(b.schema(), schema());
+        let back = from_batch(&b, "t").unwrap();
+        assert_eq!(back, vec![r, rec()]);
+    }
+
+    #[test]
+    fn system_turns_are_replaced_or_added_first() {
+        let mut r = rec();
+        r.set_system("one");
+        r.set_system("two");
+        assert_eq!(r.messages[0], Message::new("system", "two"));
+        assert_eq!(r.messages.len(), 3);
+        assert!(!r.has_empty_turn());
+        r.messages[2].content = " ".into();
+        assert!(r.has_empty_turn());
+    }
+
+    #[test]
+    fn ids_are_uuid_shaped_and_stable() {
+        let id = record_id(&["x", "y"]);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "8");
+        assert_eq!(id, record_id(&["x", "y"]));
+        assert_ne!(id, record_id(&["xy", ""]));
+    }
+
+    #[test]
+    fn output_columns_split_after_the_first_question_mark() {
+        let row = Row { id: "0".into(), values: vec![("output".into(), "Why? Because. Really?".into())] };
+        assert_eq!(question_response(&row), Some(("Why?".into(), "Because. Really?".into())));
+    }
+}

@@ -1,0 +1,219 @@
+//! The mix report: rows per mix, source and leaf; what was left out and why; the length
+//! histogram of each mix as a table and as a PNG chart. Written as `mix_report.json` (for
+//! tools), `mix_report.md` (for people) and `mix_lengths.png`, then `mix_manifest.json`.
+
+use crate::engine::report::FileEntry;
+use crate::mix::build::{Mixed, Omitted, Tagged};
+use crate::mix::recipe::Recipe;
+use crate::mix::{Measure, MixError, MIX_MANIFEST};
+use crate::store::dataset;
+use crate::store::Location;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Rows of one mix from one source and leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountRow {
+    /// `knowledge` or `skills`.
+    pub mix: String,
+    /// The source (`skills`, `knowledge_raft`, …).
+    pub source: String,
+    /// The leaf, or a dataset's path.
+    pub leaf: String,
+    /// Records.
+    pub rows: u64,
+}
+
+/// One mix's record lengths (every turn's text), in power-of-two bins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    /// The mix.
+    pub mix: String,
+    /// `words` or `tokens`.
+    pub unit: String,
+    /// `(from, to, rows)`: lengths in `[from, to)`; the last bin's `to` is `None`.
+    pub bins: Vec<(usize, Option<usize>, u64)>,
+    /// The longest record.
+    pub max: usize,
+}
+
+/// Bin edges of the histogram.
+const EDGES: [usize; 10] = [0, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
+
+fn histogram(mix: &str, rows: &[Tagged], measure: &Measure) -> Histogram {
+    let mut bins: Vec<(usize, Option<usize>, u64)> =
+        EDGES.iter().enumerate().map(|(i, &from)| (from, EDGES.get(i + 1).copied(), 0)).collect();
+    let mut max = 0;
+    for t in rows {
+        let n: usize = t.record.messages.iter().map(|m| measure.len(&m.content)).sum();
+        max = max.max(n);
+        let i = EDGES.iter().rposition(|&e| n >= e).unwrap_or(0);
+        bins[i].2 += 1;
+    }
+    Histogram { mix: mix.to_string(), unit: measure.unit().to_string(), bins, max }
+}
+
+/// Everything a mix did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixReport {
+    /// The recipe's name.
+    pub recipe: String,
+    /// The recipe's fingerprint.
+    pub fingerprint: String,
+    /// Its seed.
+    pub seed: u64,
+    /// The run folder read.
+    pub run: String,
+    /// Leaves read.
+    pub leaves: usize,
+    /// Records per mix.
+    pub rows: BTreeMap<String, u64>,
+    /// Records per mix and source.
+    pub sources: Vec<CountRow>,
+    /// Records per mix, source and leaf.
+    pub counts: Vec<CountRow>,
+    /// Rows left out per reason.
+    pub omitted_by_reason: BTreeMap<String, u64>,
+    /// Every row left out.
+    pub omitted: Vec<Omitted>,
+    /// Length histograms.
+    pub lengths: Vec<Histogram>,
+    /// Files written (the manifest aside).
+    pub files: Vec<FileEntry>,
+    /// Things to know.
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub wall_seconds: f64,
+}
+
+fn counts(mix: &str, rows: &[Tagged], by_leaf: bool) -> Vec<CountRow> {
+    let mut m: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for t in rows {
+        *m.entry((t.source, if by_leaf { t.leaf.as_str() } else { "" })).or_default() += 1;
+    }
+    m.into_iter().map(|((source, leaf), rows)| CountRow { mix: mix.into(), source: source.into(), leaf: leaf.into(), rows }).collect()
+}
+
+impl MixReport {
+    /// The report of `mixed`.
+    pub fn new(recipe: &Recipe, run: &str, leaves: usize, mixed: &Mixed, measure: &Measure) -> MixReport {
+        let mut omitted_by_reason = BTreeMap::new();
+        for o in &mixed.omitted {
+            let key = o.reason.split(':').next().unwrap_or(&o.reason).to_string();
+            *omitted_by_reason.entry(key).or_default() += 1;
+        }
+        let mixes = [("knowledge", &mixed.knowledge), ("skills", &mixed.skills)];
+        MixReport {
+            recipe: recipe.name.clone().unwrap_or_else(|| "recipe".into()),
+            fingerprint: recipe.fingerprint(),
+            seed: recipe.seed,
+            run: run.to_string(),
+            leaves,
+            rows: mixes.iter().map(|(m, r)| (m.to_string(), r.len() as u64)).collect(),
+            sources: mixes.iter().flat_map(|(m, r)| counts(m, r, false)).collect(),
+            counts: mixes.iter().flat_map(|(m, r)| counts(m, r, true)).collect(),
+            omitted_by_reason,
+            omitted: mixed.omitted.clone(),
+            lengths: mixes.iter().map(|(m, r)| histogram(m, r, measure)).collect(),
+            files: Vec::new(),
+            warnings: Vec::new(),
+            wall_seconds: 0.0,
+        }
+    }
+
+    /// The report as Markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("# Mix report: recipe `{}` (seed {}) over `{}`\n\n", self.recipe, self.seed, self.run);
+        let _ = writeln!(s, "{} leaves read. Records: {}.\n", self.leaves, self.rows.iter().map(|(m, n)| format!("{m} {n}")).collect::<Vec<_>>().join(", "));
+        s.push_str("## Records per source\n\n| mix | source | records |\n|---|---|---:|\n");
+        for c in &self.sources {
+            let _ = writeln!(s, "| {} | {} | {} |", c.mix, c.source, c.rows);
+        }
+        s.push_str("\n## Records per leaf\n\n| mix | source | leaf | records |\n|---|---|---|---:|\n");
+        for c in &self.counts {
+            let _ = writeln!(s, "| {} | {} | {} | {} |", c.mix, c.source, c.leaf, c.rows);
+        }
+        s.push_str("\n## Left out\n\n");
+        if self.omitted_by_reason.is_empty() {
+            s.push_str("Nothing.\n");
+        } else {
+            s.push_str("| reason | rows |\n|---|---:|\n");
+            for (r, n) in &self.omitted_by_reason {
+                let _ = writeln!(s, "| {r} | {n} |");
+            }
+            s.push_str("\nEvery row with its reason is in `mix_report.json` (`omitted`).\n");
+        }
+        for h in &self.lengths {
+            let _ = writeln!(s, "\n## Length of `{}` records ({}, every turn; longest {})\n", h.mix, h.unit, h.max);
+            s.push_str("| from | to | records |\n|---:|---:|---:|\n");
+            for (from, to, n) in &h.bins {
+                let _ = writeln!(s, "| {from} | {} | {n} |", to.map_or("∞".to_string(), |t| t.to_string()));
+            }
+        }
+        s.push_str("\nChart: `mix_lengths.png` (one panel per mix, bars in the table's bins).\n");
+        if !self.warnings.is_empty() {
+            s.push_str("\n## Warnings\n\n");
+            for w in &self.warnings {
+                let _ = writeln!(s, "- {w}");
+            }
+        }
+        s
+    }
+
+    /// Write the report files, then the manifest listing every file of the mix.
+    pub async fn write(&mut self, out: &Location) -> Result<(), MixError> {
+        let md = self.markdown();
+        let png = chart(&self.lengths).map_err(|e| MixError::Records(format!("mix_lengths.png: {e}")))?;
+        let n = png.len();
+        dataset::write_bytes(out, "mix_lengths.png", png).await?;
+        self.files.push(FileEntry { path: "mix_lengths.png".into(), rows: 0, bytes: n as u64 });
+        let n = md.len();
+        dataset::write_bytes(out, "mix_report.md", md.into_bytes()).await?;
+        self.files.push(FileEntry { path: "mix_report.md".into(), rows: 0, bytes: n as u64 });
+        let bytes = dataset::write_json(out, "mix_report.json", self).await?;
+        let mut files = self.files.clone();
+        files.push(FileEntry { path: "mix_report.json".into(), rows: 0, bytes });
+        let manifest = serde_json::json!({"recipe": self.recipe, "fingerprint": self.fingerprint, "seed": self.seed, "files": files});
+        dataset::write_json(out, MIX_MANIFEST, &manifest).await?;
+        Ok(())
+    }
+}
+
+/// A bar chart per histogram, side by side, as PNG bytes: bars in the bins' order, heights
+/// relative to each panel's largest bin; no text (the numbers are in the report's tables).
+pub fn chart(hists: &[Histogram]) -> Result<Vec<u8>, png::EncodingError> {
+    const PANEL_W: usize = 400;
+    const H: usize = 240;
+    const PAD: usize = 20;
+    let width = PANEL_W * hists.len().max(1);
+    let mut px = vec![255u8; width * H * 3];
+    let colours = [[70u8, 110, 190], [210, 120, 50]];
+    for (p, h) in hists.iter().enumerate() {
+        let x0 = p * PANEL_W + PAD;
+        let inner_w = PANEL_W - 2 * PAD;
+        let base = H - PAD;
+        let top = h.bins.iter().map(|b| b.2).max().unwrap_or(0).max(1);
+        let bar_w = inner_w / h.bins.len().max(1);
+        for (i, (_, _, n)) in h.bins.iter().enumerate() {
+            let bar_h = (*n as usize * (H - 2 * PAD)) / top as usize;
+            for y in base.saturating_sub(bar_h)..base {
+                for x in x0 + i * bar_w + 2..x0 + (i + 1) * bar_w - 2 {
+                    px[(y * width + x) * 3..(y * width + x) * 3 + 3].copy_from_slice(&colours[p % colours.len()]);
+                }
+            }
+        }
+        for x in x0..x0 + inner_w {
+            px[(base * width + x) * 3..(base * width + x) * 3 + 3].copy_from_slice(&[60, 60, 60]);
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width as u32, H as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header()?;
+        w.write_image_data(&px)?;
+    }
+    Ok(out)
+}
