@@ -174,6 +174,8 @@ fn mix_and_sql_over_a_real_run() {
 #[test]
 fn mix_and_sql_with_the_run_on_s3() {
     let Some(server) = common::s3::start(&[]) else { return };
+    // The bucket is a folder of the served root.
+    std::fs::create_dir_all(server.root().join(common::s3::BUCKET)).unwrap();
     let run = format!("s3://{}/runs/r1", common::s3::BUCKET);
     generate(&run, |a| common::s3::labflow(&server, a));
     ok(common::s3::labflow(&server, &["mix", "--run", &run]), "mix on s3");

@@ -1,11 +1,12 @@
-//! Building the two mixes from a run's rows, in memory: dedup over every item the recipe reads,
-//! then each source per leaf (records, then its sample), then the knowledge upsampling rule.
+//! Building the two mixes from a run's rows, a leaf at a time: every item the recipe reads goes
+//! through one dedup [`Index`] first, then each leaf's surviving rows become records, source by
+//! source (records, then the source's sample), then the knowledge upsampling rule.
 //!
 //! Every draw is seeded from the recipe's seed, the mix, the source's position and the leaf id
-//! alone, so one leaf's records do not depend on any other leaf's rows: re-mixing after a leaf
-//! changed gives every other leaf the same records.
+//! alone, so one leaf's records do not depend on any other leaf's rows (dedup aside): re-mixing
+//! after a leaf changed gives every other leaf the same records.
 
-use crate::mix::dedup::{dedup, Dropped};
+use crate::mix::dedup::{Dropped, Index};
 use crate::mix::recipe::{MixSpec, Recipe, SampleSpec, SourceSpec};
 use crate::mix::records::{question_response, record_id, Message, Record, Row};
 use crate::operators::sample::{draw, Size};
@@ -82,15 +83,46 @@ pub struct Mixed {
     pub warnings: Vec<String>,
 }
 
-/// What dedup looks at: a generated pair, a rewritten document, or a dataset record.
-enum Item<'a> {
-    Pair { leaf: usize, row: &'a Row },
-    Aux { leaf: usize, row: &'a Row },
-    Data { set: usize, index: usize },
+/// What dedup reads of one leaf, in a fixed order: its pairs (question and response), then its
+/// rewritten documents (one per distinct document).
+#[derive(Debug, Clone, Default)]
+pub struct LeafItems {
+    /// Each item's text.
+    pub texts: Vec<String>,
+    /// Each item's row (its index in the leaf's rows), and whether it is a rewritten document.
+    pub refs: Vec<(usize, bool)>,
+    /// Rows that are no item (no question and response).
+    pub omitted: Vec<Omitted>,
 }
 
-fn pair_text(row: &Row) -> Option<String> {
-    question_response(row).map(|(q, r)| format!("{q}\n{r}"))
+/// The items of `leaf`.
+pub fn leaf_items(leaf: &LeafRows) -> LeafItems {
+    let mut items = LeafItems::default();
+    for (i, row) in leaf.rows.iter().enumerate() {
+        match question_response(row) {
+            Some((q, r)) => {
+                items.texts.push(format!("{q}\n{r}"));
+                items.refs.push((i, false));
+            }
+            None => items.omitted.push(omit(&leaf.leaf, &row.id, "no question: the row has neither question/response nor output")),
+        }
+    }
+    let mut docs = HashSet::new();
+    for (i, row) in leaf.rows.iter().enumerate().filter(|(_, r)| is_auxiliary(r)) {
+        if let Some(doc) = row.get("document").filter(|d| docs.insert(*d)) {
+            items.texts.push(doc.to_string());
+            items.refs.push((i, true));
+        }
+    }
+    items
+}
+
+/// The items of a dataset: each record's non-system turns.
+pub fn dataset_items(set: &Dataset) -> Vec<String> {
+    set.records
+        .iter()
+        .map(|r| r.messages.iter().filter(|m| m.role != "system").map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"))
+        .collect()
 }
 
 fn is_auxiliary(row: &Row) -> bool {
@@ -118,83 +150,94 @@ pub fn sample(records: Vec<Tagged>, spec: &SampleSpec, seed: u64) -> Vec<Tagged>
     let times = draw(records.len(), size.picks(records.len(), spec.replace), spec.replace, seed);
     let mut out = Vec::new();
     for (t, times) in records.into_iter().zip(times) {
-        for j in 0..times {
-            let mut t = t.clone();
-            if j > 0 {
-                t.record.id = record_id(&[&t.record.id, &j.to_string()]);
-            }
-            out.push(t);
+        if times == 0 {
+            continue;
+        }
+        // The first pick keeps the record (and its id); each further pick is a copy.
+        let at = out.len();
+        out.push(t);
+        for j in 1..times {
+            let mut copy = out[at].clone();
+            copy.record.id = record_id(&[&out[at].record.id, &j.to_string()]);
+            out.push(copy);
         }
     }
     out
 }
 
-/// Build both mixes.
+/// The report line of a dropped item; `name` gives an item's (leaf or dataset, row, whether it
+/// is a rewritten document).
+pub fn duplicate(d: &Dropped, name: impl Fn(usize) -> (String, String, bool)) -> Omitted {
+    let (leaf, row, aux) = name(d.index);
+    let (of_leaf, of_row, _) = name(d.of);
+    let suffix = if aux { " (rewritten document)" } else { "" };
+    Omitted {
+        leaf,
+        row,
+        reason: format!("{} duplicate{suffix}", if d.exact { "exact" } else { "near" }),
+        duplicate_of: Some((of_leaf, of_row)),
+        similarity: (!d.exact).then_some(d.similarity),
+    }
+}
+
+/// Records of one leaf (or of the datasets) in both mixes, in output order.
+#[derive(Debug, Clone, Default)]
+pub struct Part {
+    /// Knowledge mix records.
+    pub knowledge: Vec<Tagged>,
+    /// Skills mix records.
+    pub skills: Vec<Tagged>,
+    /// Rows left out.
+    pub omitted: Vec<Omitted>,
+    /// Things to know.
+    pub warnings: Vec<String>,
+}
+
+/// Both mixes built in memory (what [`crate::mix::mix`] streams): the datasets' records first,
+/// then each leaf's in id order.
 pub fn build(recipe: &Recipe, leaves: &[LeafRows], datasets: &[Dataset]) -> Mixed {
-    let mut mixed = Mixed::default();
-    // Every item, in a fixed order: leaves by id (pairs, then rewritten documents), then datasets.
+    let mut index = Index::new(&recipe.dedup);
+    let mut names: Vec<(String, String, bool)> = Vec::new();
+    for set in datasets {
+        let texts = dataset_items(set);
+        names.extend((0..texts.len()).map(|i| (set.path.clone(), i.to_string(), false)));
+        index.add(&texts);
+    }
     let mut items = Vec::new();
-    let mut texts = Vec::new();
-    for (li, leaf) in leaves.iter().enumerate() {
-        for row in &leaf.rows {
-            match pair_text(row) {
-                Some(t) => {
-                    items.push(Item::Pair { leaf: li, row });
-                    texts.push(t);
-                }
-                None => mixed.omitted.push(omit(&leaf.leaf, &row.id, "no question: the row has neither question/response nor output")),
-            }
-        }
-        let mut docs = HashSet::new();
-        for row in leaf.rows.iter().filter(|r| is_auxiliary(r)) {
-            if let Some(doc) = row.get("document").filter(|d| docs.insert(*d)) {
-                items.push(Item::Aux { leaf: li, row });
-                texts.push(doc.to_string());
-            }
-        }
+    for leaf in leaves {
+        let it = leaf_items(leaf);
+        names.extend(it.refs.iter().map(|&(row, aux)| (leaf.leaf.clone(), leaf.rows[row].id.clone(), aux)));
+        index.add(&it.texts);
+        items.push(it);
     }
-    for (si, set) in datasets.iter().enumerate() {
-        for (index, r) in set.records.iter().enumerate() {
-            items.push(Item::Data { set: si, index });
-            texts.push(r.messages.iter().filter(|m| m.role != "system").map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"));
-        }
+    let dropped = index.resolve();
+    let mut gone = vec![false; names.len()];
+    let mut mixed = Mixed::default();
+    for it in &items {
+        mixed.omitted.extend(it.omitted.iter().cloned());
     }
-    let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let dropped = dedup(&text_refs, &recipe.dedup);
-    let gone: HashSet<usize> = dropped.iter().map(|d| d.index).collect();
-    let name_of = |i: usize| -> (String, String) {
-        match &items[i] {
-            Item::Pair { leaf, row } | Item::Aux { leaf, row } => (leaves[*leaf].leaf.clone(), row.id.clone()),
-            Item::Data { set, index } => (datasets[*set].path.clone(), index.to_string()),
-        }
-    };
-    for Dropped { index, of, similarity, exact } in &dropped {
-        let (leaf, row) = name_of(*index);
-        let suffix = if matches!(items[*index], Item::Aux { .. }) { " (rewritten document)" } else { "" };
-        mixed.omitted.push(Omitted {
-            leaf,
-            row,
-            reason: format!("{} duplicate{suffix}", if *exact { "exact" } else { "near" }),
-            duplicate_of: Some(name_of(*of)),
-            similarity: (!exact).then_some(*similarity),
-        });
+    for d in &dropped {
+        gone[d.index] = true;
+        mixed.omitted.push(duplicate(d, |i| names[i].clone()));
     }
-    // What survived, per leaf and per dataset.
-    let mut pairs: Vec<Vec<&Row>> = vec![Vec::new(); leaves.len()];
-    let mut aux: Vec<Vec<&Row>> = vec![Vec::new(); leaves.len()];
-    let mut kept_data: Vec<Vec<&Record>> = vec![Vec::new(); datasets.len()];
-    for (_, item) in items.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
-        match item {
-            Item::Pair { leaf, row } => pairs[*leaf].push(row),
-            Item::Aux { leaf, row } => aux[*leaf].push(row),
-            Item::Data { set, index } => kept_data[*set].push(&datasets[*set].records[*index]),
-        }
+    let mut at = 0;
+    let mut data_gone = Vec::new();
+    for set in datasets {
+        data_gone.push(gone[at..at + set.records.len()].to_vec());
+        at += set.records.len();
     }
-    let ctx = Ctx { recipe, leaves, pairs: &pairs, aux: &aux, data: &kept_data, datasets };
-    let knowledge = ctx.mix("knowledge", &recipe.knowledge, None, &mut mixed);
-    let skills = ctx.mix("skills", &recipe.skills, Some(&knowledge), &mut mixed);
-    mixed.knowledge = knowledge.into_iter().flatten().flatten().collect();
-    mixed.skills = skills.into_iter().flatten().flatten().collect();
+    let (mixer, part) = Mixer::new(recipe, datasets, &data_gone);
+    let mut parts = vec![part];
+    for (leaf, it) in leaves.iter().zip(&items) {
+        parts.push(mixer.leaf(leaf, it, &gone[at..at + it.texts.len()]));
+        at += it.texts.len();
+    }
+    for p in parts {
+        mixed.knowledge.extend(p.knowledge);
+        mixed.skills.extend(p.skills);
+        mixed.omitted.extend(p.omitted);
+        mixed.warnings.extend(p.warnings);
+    }
     mixed
 }
 
@@ -202,157 +245,175 @@ fn omit(leaf: &str, row: &str, reason: &str) -> Omitted {
     Omitted { leaf: leaf.to_string(), row: row.to_string(), reason: reason.to_string(), duplicate_of: None, similarity: None }
 }
 
-/// A mix's records: per source, per leaf (datasets: per file), in output order.
-type Grid = Vec<Vec<Vec<Tagged>>>;
-
-struct Ctx<'a> {
+/// Builds each leaf's records once the datasets are known.
+pub struct Mixer<'a> {
     recipe: &'a Recipe,
-    leaves: &'a [LeafRows],
-    pairs: &'a [Vec<&'a Row>],
-    aux: &'a [Vec<&'a Row>],
-    data: &'a [Vec<&'a Record>],
-    datasets: &'a [Dataset],
+    /// Dataset records in each mix (knowledge, skills), for the upsampling rule.
+    data_rows: [usize; 2],
 }
 
-impl Ctx<'_> {
-    fn mix(&self, mix: &str, spec: &MixSpec, knowledge: Option<&Grid>, out: &mut Mixed) -> Grid {
-        let mut grid: Grid = Vec::new();
+impl<'a> Mixer<'a> {
+    /// The mixer, and the datasets' records (`gone[d][i]`: record `i` of dataset `d` is a
+    /// duplicate).
+    pub fn new(recipe: &'a Recipe, datasets: &[Dataset], gone: &[Vec<bool>]) -> (Mixer<'a>, Part) {
+        let mut part = Part::default();
+        let mut data_rows = [0; 2];
+        for (m, (mix, spec)) in [("knowledge", &recipe.knowledge), ("skills", &recipe.skills)].into_iter().enumerate() {
+            for (si, source) in spec.sources.iter().enumerate() {
+                let SourceSpec::Dataset { path, sample: s } = source else { continue };
+                let Some(d) = datasets.iter().position(|d| &d.path == path) else { continue };
+                let records: Vec<Tagged> = datasets[d]
+                    .records
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !gone.get(d).and_then(|g| g.get(*i)).copied().unwrap_or(false))
+                    .map(|(i, r)| {
+                        let mut r = r.clone();
+                        if r.id.is_empty() {
+                            r.id = record_id(&["dataset", path.as_str(), i.to_string().as_str()]);
+                        }
+                        Tagged { record: r, leaf: path.clone(), source: "dataset" }
+                    })
+                    .collect();
+                let at = si.to_string();
+                let out = finish(recipe, records, s, &[mix, at.as_str(), path.as_str()], &mut part);
+                data_rows[m] += out.len();
+                if m == 0 {
+                    part.knowledge.extend(out)
+                } else {
+                    part.skills.extend(out)
+                }
+            }
+        }
+        (Mixer { recipe, data_rows }, part)
+    }
+
+    /// The records of `leaf`, whose items are `items` (`gone[k]`: item `k` is a duplicate).
+    pub fn leaf(&self, leaf: &LeafRows, items: &LeafItems, gone: &[bool]) -> Part {
+        let mut part = Part::default();
+        let mut pairs = Vec::new();
+        let mut aux = Vec::new();
+        for (&(row, is_aux), _) in items.refs.iter().zip(gone).filter(|(_, g)| !**g) {
+            if is_aux {
+                aux.push(&leaf.rows[row])
+            } else {
+                pairs.push(&leaf.rows[row])
+            }
+        }
+        let rows = Rows { leaf, pairs: &pairs, aux: &aux };
+        let knowledge = self.mix(&rows, "knowledge", &self.recipe.knowledge, self.data_rows[0], None, &mut part);
+        let skills = self.mix(&rows, "skills", &self.recipe.skills, self.data_rows[1], Some(&knowledge), &mut part);
+        part.knowledge = knowledge.into_iter().flatten().collect();
+        part.skills = skills.into_iter().flatten().collect();
+        part
+    }
+
+    /// One mix's records of one leaf, per source.
+    fn mix(&self, rows: &Rows, mix: &str, spec: &MixSpec, data_rows: usize, knowledge: Option<&Vec<Vec<Tagged>>>, out: &mut Part) -> Vec<Vec<Tagged>> {
+        let leaf = rows.leaf;
+        let mut grid = Vec::new();
         for (si, source) in spec.sources.iter().enumerate() {
             let at = si.to_string();
-            let mut per_leaf = Vec::new();
-            if let SourceSpec::Dataset { path, sample: s } = source {
-                for (di, set) in self.datasets.iter().enumerate().filter(|(_, d)| &d.path == path) {
-                    let records = self.data[di]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            let mut r = (*r).clone();
-                            if r.id.is_empty() {
-                                r.id = record_id(&["dataset", path.as_str(), i.to_string().as_str()]);
-                            }
-                            Tagged { record: r, leaf: set.path.clone(), source: "dataset" }
-                        })
-                        .collect();
-                    per_leaf.push(self.finish(records, s, &[mix, at.as_str(), path.as_str()], out));
+            let scope = [mix, at.as_str(), leaf.leaf.as_str()];
+            let seed = |what: &str| seed_of(self.recipe.seed, &[mix, at.as_str(), what, leaf.leaf.as_str()]);
+            let tag = |record: Record| Tagged { record, leaf: leaf.leaf.clone(), source: source.name() };
+            let records = match source {
+                SourceSpec::Skills { sample: s, unmask } if !leaf.is_knowledge() => {
+                    let recs = rows.pairs.iter().map(|row| tag(skill_record(leaf, row, *unmask))).collect();
+                    finish(self.recipe, recs, s, &scope, out)
                 }
-                grid.push(per_leaf);
-                continue;
-            }
-            for (li, leaf) in self.leaves.iter().enumerate() {
-                let seed = |what: &str| seed_of(self.recipe.seed, &[mix, at.as_str(), what, leaf.leaf.as_str()]);
-                let tag = |record: Record| Tagged { record, leaf: leaf.leaf.clone(), source: source.name() };
-                let records = match source {
-                    SourceSpec::Skills { sample: s, unmask } if !leaf.is_knowledge() => {
-                        let recs = self.pairs[li].iter().map(|row| tag(skill_record(leaf, row, *unmask))).collect();
-                        self.finish(recs, s, &[mix, at.as_str(), leaf.leaf.as_str()], out)
+                SourceSpec::KnowledgeQa { sample: s, unmask } if leaf.is_knowledge() => {
+                    let recs = rows.pairs.iter().map(|row| tag(qa_record(leaf, row, *unmask))).collect();
+                    finish(self.recipe, recs, s, &scope, out)
+                }
+                SourceSpec::KnowledgeRaft { p, k, sample: s, unmask } if leaf.is_knowledge() => {
+                    let mut rng = StdRng::seed_from_u64(seed("raft"));
+                    let docs = documents(leaf);
+                    if docs.len() < 2 && !rows.pairs.is_empty() {
+                        out.warnings.push(format!("{}: one document chunk only, so its RAFT rows have no distractors", leaf.leaf));
                     }
-                    SourceSpec::KnowledgeQa { sample: s, unmask } if leaf.is_knowledge() => {
-                        let recs = self.pairs[li].iter().map(|row| tag(qa_record(leaf, row, *unmask))).collect();
-                        self.finish(recs, s, &[mix, at.as_str(), leaf.leaf.as_str()], out)
-                    }
-                    SourceSpec::KnowledgeRaft { p, k, sample: s, unmask } if leaf.is_knowledge() => {
-                        let mut rng = StdRng::seed_from_u64(seed("raft"));
-                        let docs = documents(leaf);
-                        if docs.len() < 2 && !self.pairs[li].is_empty() {
-                            out.warnings.push(format!(
-                                "{}: one document chunk only, so its RAFT rows have no distractors",
-                                leaf.leaf
-                            ));
+                    let recs = rows.pairs.iter().map(|row| tag(raft_record(leaf, row, &docs, *p, *k, *unmask, &mut rng))).collect();
+                    finish(self.recipe, recs, s, &scope, out)
+                }
+                SourceSpec::Auxiliary { sample: s, unmask } if leaf.is_knowledge() => {
+                    let unmask = unmask.unwrap_or(mix == "knowledge");
+                    let mut rng = StdRng::seed_from_u64(seed("auxiliary"));
+                    let mut recs = Vec::new();
+                    for row in rows.aux {
+                        match aux_record(leaf, row, &self.recipe.auxiliary_instructions, unmask, &mut rng) {
+                            Some(r) => recs.push(tag(r)),
+                            None => out.omitted.push(omit(
+                                &leaf.leaf,
+                                &row.id,
+                                &format!(
+                                    "no instruction: the recipe's auxiliary_instructions have none for dataset_type {:?}",
+                                    row.get("dataset_type").unwrap_or("")
+                                ),
+                            )),
                         }
-                        let recs =
-                            self.pairs[li].iter().map(|row| tag(raft_record(leaf, row, &docs, *p, *k, *unmask, &mut rng))).collect();
-                        self.finish(recs, s, &[mix, at.as_str(), leaf.leaf.as_str()], out)
                     }
-                    SourceSpec::Auxiliary { sample: s, unmask } if leaf.is_knowledge() => {
-                        let unmask = unmask.unwrap_or(mix == "knowledge");
-                        let mut rng = StdRng::seed_from_u64(seed("auxiliary"));
-                        let mut recs = Vec::new();
-                        for row in &self.aux[li] {
-                            match aux_record(leaf, row, &self.recipe.auxiliary_instructions, unmask, &mut rng) {
-                                Some(r) => recs.push(tag(r)),
-                                None => out.omitted.push(omit(
-                                    &leaf.leaf,
-                                    &row.id,
-                                    &format!(
-                                        "no instruction: the recipe's auxiliary_instructions have none for dataset_type {:?}",
-                                        row.get("dataset_type").unwrap_or("")
-                                    ),
-                                )),
+                    finish(self.recipe, recs, s, &scope, out)
+                }
+                SourceSpec::Replay { of } => {
+                    let knowledge = knowledge.expect("invariant: the skills mix is built after the knowledge mix");
+                    let mut recs = Vec::new();
+                    for (ki, ks) in self.recipe.knowledge.sources.iter().enumerate() {
+                        // Datasets are no leaf's; the knowledge mix's own rows of this leaf are.
+                        if of.iter().any(|o| o == ks.name()) && !matches!(ks, SourceSpec::Dataset { .. }) {
+                            for t in &knowledge[ki] {
+                                let mut record = t.record.clone();
+                                record.id = record_id(&["replay", &record.id]);
+                                recs.push(Tagged { record, leaf: leaf.leaf.clone(), source: "replay" });
                             }
                         }
-                        self.finish(recs, s, &[mix, at.as_str(), leaf.leaf.as_str()], out)
                     }
-                    SourceSpec::Replay { of } => {
-                        let knowledge = knowledge.expect("invariant: the skills mix is built after the knowledge mix");
-                        let mut recs = Vec::new();
-                        for (ki, ks) in self.recipe.knowledge.sources.iter().enumerate() {
-                            // Leaf sources' records sit at the leaf's index; datasets are no leaf's.
-                            if of.iter().any(|o| o == ks.name()) && !matches!(ks, SourceSpec::Dataset { .. }) {
-                                for t in &knowledge[ki][li] {
-                                    let mut record = t.record.clone();
-                                    record.id = record_id(&["replay", &record.id]);
-                                    recs.push(Tagged { record, leaf: leaf.leaf.clone(), source: "replay" });
-                                }
-                            }
-                        }
-                        recs
-                    }
-                    _ => Vec::new(),
-                };
-                per_leaf.push(records);
-            }
-            grid.push(per_leaf);
+                    recs
+                }
+                _ => Vec::new(),
+            };
+            grid.push(records);
         }
-        if let Some(share) = spec.upsample_knowledge {
-            self.upsample(mix, spec, share, &mut grid);
+        if let (Some(share), true) = (spec.upsample_knowledge, leaf.is_knowledge()) {
+            self.upsample(leaf, mix, spec, share, data_rows, &mut grid);
         }
         grid
     }
 
-    /// Drop records with an empty turn (reported), then sample.
-    fn finish(&self, records: Vec<Tagged>, s: &SampleSpec, scope: &[&str], out: &mut Mixed) -> Vec<Tagged> {
-        let (empty, full): (Vec<_>, Vec<_>) = records.into_iter().partition(|t| t.record.has_empty_turn());
-        for t in empty {
-            let row = t.record.metadata.get("row").and_then(Value::as_str).unwrap_or(&t.record.id).to_string();
-            out.omitted.push(omit(&t.leaf, &row, &format!("empty turn ({})", t.source)));
-        }
-        let mut full = full;
-        for t in &mut full {
-            t.record.set_system(&self.recipe.system_prompt);
-        }
-        sample(full, s, seed_of(self.recipe.seed, scope))
-    }
-
     /// The reference's rule: a knowledge leaf whose records in this mix are fewer than `share`
     /// of the mix's dataset records is drawn again, with replacement, up to that many.
-    fn upsample(&self, mix: &str, spec: &MixSpec, share: f64, grid: &mut Grid) {
-        let data: usize = spec
-            .sources
-            .iter()
-            .zip(grid.iter())
-            .filter(|(s, _)| matches!(s, SourceSpec::Dataset { .. }))
-            .map(|(_, g)| g.iter().map(Vec::len).sum::<usize>())
-            .sum();
-        let want = (data as f64 * share) as usize;
-        for (li, leaf) in self.leaves.iter().enumerate().filter(|(_, l)| l.is_knowledge()) {
-            let cols: Vec<usize> = (0..spec.sources.len()).filter(|&si| !matches!(spec.sources[si], SourceSpec::Dataset { .. })).collect();
-            let have: usize = cols.iter().map(|&si| grid[si][li].len()).sum();
-            if have == 0 || have >= want {
-                continue;
-            }
-            let all: Vec<Tagged> = cols.iter().flat_map(|&si| std::mem::take(&mut grid[si][li])).collect();
-            let up = SampleSpec { count: Some(want as u64), fraction: None, replace: true };
-            for t in sample(all, &up, seed_of(self.recipe.seed, &[mix, "upsample", leaf.leaf.as_str()])) {
-                let si = cols.iter().copied().find(|&si| spec_name(self.recipe, mix, si) == t.source).unwrap_or(cols[0]);
-                grid[si][li].push(t);
-            }
+    fn upsample(&self, leaf: &LeafRows, mix: &str, spec: &MixSpec, share: f64, data_rows: usize, grid: &mut [Vec<Tagged>]) {
+        let want = (data_rows as f64 * share) as usize;
+        let have: usize = grid.iter().map(Vec::len).sum();
+        if have == 0 || have >= want {
+            return;
+        }
+        let all: Vec<Tagged> = grid.iter_mut().flat_map(std::mem::take).collect();
+        let up = SampleSpec { count: Some(want as u64), fraction: None, replace: true };
+        for t in sample(all, &up, seed_of(self.recipe.seed, &[mix, "upsample", leaf.leaf.as_str()])) {
+            let si = (0..spec.sources.len()).find(|&si| spec.sources[si].name() == t.source).unwrap_or(0);
+            grid[si].push(t);
         }
     }
 }
 
-fn spec_name(recipe: &Recipe, mix: &str, si: usize) -> &'static str {
-    let spec = if mix == "knowledge" { &recipe.knowledge } else { &recipe.skills };
-    spec.sources[si].name()
+/// A leaf's rows that survived dedup.
+struct Rows<'a> {
+    leaf: &'a LeafRows,
+    pairs: &'a [&'a Row],
+    aux: &'a [&'a Row],
+}
+
+/// Drop records with an empty turn (reported), put the system prompt first, then sample.
+fn finish(recipe: &Recipe, records: Vec<Tagged>, s: &SampleSpec, scope: &[&str], out: &mut Part) -> Vec<Tagged> {
+    let (empty, mut full): (Vec<_>, Vec<_>) = records.into_iter().partition(|t| t.record.has_empty_turn());
+    for t in empty {
+        let row = t.record.metadata.get("row").and_then(Value::as_str).unwrap_or(&t.record.id).to_string();
+        out.omitted.push(omit(&t.leaf, &row, &format!("empty turn ({})", t.source)));
+    }
+    for t in &mut full {
+        t.record.set_system(&recipe.system_prompt);
+    }
+    sample(full, s, seed_of(recipe.seed, scope))
 }
 
 /// The leaf's distinct document chunks, in first-seen order.

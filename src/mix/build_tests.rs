@@ -120,7 +120,7 @@ fn sentence(seed: u64, n: usize) -> Vec<String> {
 
 #[test]
 fn planted_near_duplicates_are_caught_and_distinct_pairs_kept() {
-    let near = NearSpec { threshold: 0.8, shingle: 3, permutations: 128, bands: 32 };
+    let near = NearSpec { threshold: 0.8, shingle: 3, permutations: 64, bands: 16 };
     let mut recipe = lab();
     recipe.dedup = DedupSpec { exact: true, near: Some(near) };
     // 200 originals of 60 words; a copy of each with one word changed (Jaccard of 3-shingles

@@ -6,7 +6,8 @@
 //! output folder `knowledge_train_msgs.{jsonl,parquet}` and `skills_train_msgs.{jsonl,parquet}`
 //! (plus `_short`/`_long` parts when a mix is split), `mix_report.json`, `mix_report.md`,
 //! `mix_lengths.png`, and last `mix_manifest.json`, which lists them (a reader that goes by the
-//! manifest never sees a half-written mix; each file is one atomic put).
+//! manifest never sees a half-written mix; each file appears whole: one put, or a multipart
+//! upload completed at its end). The mixes stream: a few leaves are in memory at a time.
 
 pub mod build;
 pub mod dedup;
@@ -14,15 +15,23 @@ pub mod recipe;
 pub mod records;
 mod report;
 
-pub use report::{CountRow, Histogram, MixReport};
+pub use report::{CountRow, Histogram, MixReport, Tally};
 
 use crate::engine::report::FileEntry;
-use crate::mix::build::{Dataset, LeafRows, Tagged};
+use crate::mix::build::{Dataset, LeafItems, LeafRows, Mixer, Part};
+use crate::mix::dedup::Index;
 use crate::mix::recipe::{Recipe, SourceSpec, SplitSpec};
 use crate::mix::records::Record;
 use crate::documents::TokenCount;
 use crate::store::dataset::{self, DatasetError};
 use crate::store::{Location, StoreError};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{AsyncArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rayon::prelude::*;
+use tokio::io::AsyncWriteExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,7 +58,7 @@ pub enum MixError {
 /// How lengths are measured for the report's histogram and for splits.
 #[derive(Clone, Default)]
 pub enum Measure {
-    /// Whitespace-separated words.
+    /// Words separated by ASCII whitespace.
     #[default]
     Words,
     /// Tokens, as this counter (a model's tokenizer) counts them.
@@ -68,10 +77,40 @@ impl Measure {
     /// The length of `text`.
     pub fn len(&self, text: &str) -> usize {
         match self {
-            Measure::Words => text.split_whitespace().count(),
+            Measure::Words => words(text),
             Measure::Tokens(t) => t.count(text),
         }
     }
+}
+
+/// Words of `text`: runs of bytes that are not ASCII whitespace (as `split_ascii_whitespace`
+/// counts them), eight bytes at a time: a mix measures every turn of a million records.
+pub fn words(text: &str) -> usize {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of every byte of `x` equal to `b`, exactly (no carry crosses a byte).
+    let eq = |x: u64, b: u8| {
+        let y = x ^ (0x0101_0101_0101_0101 * b as u64);
+        !((y & LOW).wrapping_add(LOW) | y | LOW)
+    };
+    let bytes = text.as_bytes();
+    let mut n = 0;
+    let mut prev_space = true;
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("invariant: 8 bytes"));
+        let space = eq(x, b' ') | eq(x, b'\n') | eq(x, b'\t') | eq(x, b'\r') | eq(x, 0x0c);
+        let before = (space << 8) | if prev_space { 0x80 } else { 0 };
+        n += (!space & HIGH & before).count_ones() as usize;
+        prev_space = space >> 63 != 0;
+    }
+    for &b in rest {
+        let space = b.is_ascii_whitespace();
+        n += (!space && prev_space) as usize;
+        prev_space = space;
+    }
+    n
 }
 
 /// Where a mix reads from and writes to.
@@ -90,30 +129,6 @@ pub struct MixJob<'a> {
 
 /// The name of the file that lists a mix's outputs; written last.
 pub const MIX_MANIFEST: &str = "mix_manifest.json";
-
-/// Read the run's generated rows: every leaf the manifest lists without an error, by leaf id.
-pub async fn read_run(run: &Location, warnings: &mut Vec<String>) -> Result<Vec<LeafRows>, MixError> {
-    let manifest =
-        crate::engine::generate::read_manifest(run, warnings).await?.ok_or_else(|| MixError::NoRun(run.display.clone()))?;
-    let mut leaves = Vec::new();
-    for leaf in manifest.leaves {
-        if let Some(e) = &leaf.error {
-            warnings.push(format!("{}: not mixed, its generation failed: {e}", leaf.leaf));
-            continue;
-        }
-        let Some(file) = leaf.files.iter().find(|f| f.path.starts_with("generated/") && f.path.ends_with(".parquet")) else {
-            warnings.push(format!("{}: the manifest lists no generated Parquet file; not mixed", leaf.leaf));
-            continue;
-        };
-        let mut rows = Vec::new();
-        for batch in dataset::read_parquet(run, &file.path).await? {
-            rows.extend(records::rows(&batch));
-        }
-        leaves.push(LeafRows { leaf: leaf.leaf, kind: leaf.kind, rows });
-    }
-    leaves.sort_by(|a, b| a.leaf.cmp(&b.leaf));
-    Ok(leaves)
-}
 
 /// Read a precomputed dataset (JSONL or Parquet, in the record schema) from a path or URL.
 pub async fn read_dataset(path: &str, base: Option<&Path>) -> Result<Vec<Record>, MixError> {
@@ -143,17 +158,188 @@ pub async fn read_dataset(path: &str, base: Option<&Path>) -> Result<Vec<Record>
     Ok(out)
 }
 
+/// Leaves decoded and mixed at once (each window's leaves are read concurrently, then built on
+/// all cores); bounds memory to a few leaves' records.
+const WINDOW: usize = 2;
+
+/// A leaf of the run's manifest to mix.
+struct LeafFile {
+    leaf: String,
+    kind: String,
+    parquet: String,
+}
+
+/// The leaves the manifest lists without an error, by leaf id.
+async fn list_run(run: &Location, warnings: &mut Vec<String>) -> Result<Vec<LeafFile>, MixError> {
+    let manifest = crate::engine::generate::read_manifest(run, warnings).await?.ok_or_else(|| MixError::NoRun(run.display.clone()))?;
+    let mut leaves = Vec::new();
+    for leaf in manifest.leaves {
+        if let Some(e) = &leaf.error {
+            warnings.push(format!("{}: not mixed, its generation failed: {e}", leaf.leaf));
+            continue;
+        }
+        let Some(file) = leaf.files.iter().find(|f| f.path.starts_with("generated/") && f.path.ends_with(".parquet")) else {
+            warnings.push(format!("{}: the manifest lists no generated Parquet file; not mixed", leaf.leaf));
+            continue;
+        };
+        leaves.push(LeafFile { leaf: leaf.leaf, kind: leaf.kind, parquet: file.path.clone() });
+    }
+    leaves.sort_by(|a, b| a.leaf.cmp(&b.leaf));
+    Ok(leaves)
+}
+
+/// The columns dedup reads (the first pass decodes only these).
+const ITEM_COLUMNS: &[&str] = &["_id", "question", "response", "output", "document", "dataset_type"];
+
+/// Read a window of leaves' files concurrently, then decode them on all cores (only `columns`,
+/// when given).
+async fn read_window(run: &Location, files: &[LeafFile], columns: Option<&[&str]>) -> Result<Vec<LeafRows>, MixError> {
+    let bytes = futures::future::try_join_all(files.iter().map(|f| async move {
+        dataset::read_bytes(run, &f.parquet).await?.ok_or_else(|| MixError::Records(format!("{}/{}: not found", run.display, f.parquet)))
+    }))
+    .await?;
+    files
+        .par_iter()
+        .zip(bytes)
+        .map(|(f, b)| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(b)
+                .and_then(|r| match columns {
+                    Some(names) => {
+                        let mask = ProjectionMask::columns(r.parquet_schema(), names.iter().copied());
+                        r.with_projection(mask).build()
+                    }
+                    None => r.build(),
+                })
+                .map_err(|e| MixError::Records(format!("{}/{}: {e}", run.display, f.parquet)))?;
+            let mut rows = Vec::new();
+            for batch in reader {
+                rows.extend(records::rows(&batch.map_err(|e| MixError::Records(format!("{}/{}: {e}", run.display, f.parquet)))?));
+            }
+            Ok(LeafRows { leaf: f.leaf.clone(), kind: f.kind.clone(), rows })
+        })
+        .collect()
+}
+
+/// One output file pair (`NAME.jsonl`, `NAME.parquet`), written as records arrive; each object
+/// appears whole when it is finished (one put, or a multipart upload completed at the end).
+struct Sink {
+    name: String,
+    jsonl: object_store::buffered::BufWriter,
+    parquet: AsyncArrowWriter<object_store::buffered::BufWriter>,
+    rows: u64,
+    jsonl_bytes: u64,
+}
+
+impl Sink {
+    fn new(out: &Location, name: String) -> Result<Sink, MixError> {
+        let jsonl = object_store::buffered::BufWriter::new(out.store.clone(), out.child(&format!("{name}.jsonl")));
+        // Long, mostly distinct texts: no dictionary (it would hash every value, then give up)
+        // and no min/max statistics (nobody filters on them).
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_max_row_group_bytes(Some(16 << 20))
+            .build();
+        let pq = object_store::buffered::BufWriter::new(out.store.clone(), out.child(&format!("{name}.parquet")));
+        let parquet = AsyncArrowWriter::try_new(pq, records::schema(), Some(props)).map_err(|e| MixError::Records(format!("{name}.parquet: {e}")))?;
+        Ok(Sink { name, jsonl, parquet, rows: 0, jsonl_bytes: 0 })
+    }
+
+    async fn write(&mut self, chunk: &Encoded) -> Result<(), MixError> {
+        let err = |e: std::io::Error| MixError::Records(format!("{}.jsonl: {e}", self.name));
+        self.jsonl.write_all(&chunk.jsonl).await.map_err(err)?;
+        self.jsonl_bytes += chunk.jsonl.len() as u64;
+        self.rows += chunk.batch.num_rows() as u64;
+        self.parquet.write(&chunk.batch).await.map_err(|e| MixError::Records(format!("{}.parquet: {e}", self.name)))
+    }
+
+    async fn finish(mut self) -> Result<Vec<FileEntry>, MixError> {
+        self.jsonl.shutdown().await.map_err(|e| MixError::Records(format!("{}.jsonl: {e}", self.name)))?;
+        self.parquet.flush().await.map_err(|e| MixError::Records(format!("{}.parquet: {e}", self.name)))?;
+        let bytes = self.parquet.bytes_written() as u64;
+        self.parquet.close().await.map_err(|e| MixError::Records(format!("{}.parquet: {e}", self.name)))?;
+        Ok(vec![
+            FileEntry { path: format!("{}.parquet", self.name), rows: self.rows, bytes },
+            FileEntry { path: format!("{}.jsonl", self.name), rows: self.rows, bytes: self.jsonl_bytes },
+        ])
+    }
+}
+
+/// Hand each sink its chunk; a sink whose task ended early (an error) is reported when joined.
+async fn send(senders: &[tokio::sync::mpsc::Sender<Encoded>], chunks: Vec<Encoded>) -> Result<(), MixError> {
+    for (tx, chunk) in senders.iter().zip(chunks) {
+        if tx.send(chunk).await.is_err() {
+            // The writer failed; its error comes out of its join handle at the end.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One sink's records of one part, encoded.
+struct Encoded {
+    jsonl: Vec<u8>,
+    batch: RecordBatch,
+}
+
+/// A part's records encoded for every sink, with their tallies: `(mix, source, leaf, length)`.
+struct EncodedPart {
+    chunks: Vec<Encoded>,
+    counts: Vec<(usize, &'static str, usize, Option<String>)>,
+    leaf: String,
+    omitted: Vec<build::Omitted>,
+    warnings: Vec<String>,
+}
+
+fn encode(part: Part, leaf: &str, sinks: &[SinkSpec], measure: &Measure) -> Result<EncodedPart, MixError> {
+    let mut counts = Vec::new();
+    let mixes = [&part.knowledge, &part.skills];
+    let mut responses: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let splits = sinks.iter().any(|s| s.split.is_some());
+    for (m, rows) in mixes.iter().enumerate() {
+        for t in rows.iter() {
+            let len: usize = t.record.messages.iter().map(|msg| measure.len(&msg.content)).sum();
+            counts.push((m, t.source, len, (t.source == "dataset").then(|| t.leaf.clone())));
+            responses[m].push(if splits { measure.len(t.record.response()) } else { 0 });
+        }
+    }
+    let mut chunks = Vec::new();
+    for s in sinks {
+        let picked: Vec<&Record> = mixes[s.mix]
+            .iter()
+            .zip(&responses[s.mix])
+            .filter(|(_, &len)| s.split.is_none_or(|(bound, short)| (len < bound) == short))
+            .map(|(t, _)| &t.record)
+            .collect();
+        let (jsonl, batch) = records::encode(&picked).map_err(|e| MixError::Records(format!("{}: {e}", s.name)))?;
+        chunks.push(Encoded { jsonl, batch });
+    }
+    Ok(EncodedPart { chunks, counts, leaf: leaf.to_string(), omitted: part.omitted, warnings: part.warnings })
+}
+
+/// What a sink takes: a mix (0 knowledge, 1 skills), and with `split: Some((bound, short))`
+/// only its records whose response is shorter than `bound` (`short`) or not.
+struct SinkSpec {
+    name: String,
+    mix: usize,
+    split: Option<(usize, bool)>,
+}
+
 /// Make the mixes of `job` and write them; returns the report (also written).
+///
+/// Two passes over the run's leaves, a window at a time: the first feeds every item to the
+/// dedup index, the second builds each leaf's records and streams them to the output files.
 pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
     let start = std::time::Instant::now();
-    let mut warnings = Vec::new();
     let recipe = job.recipe;
+    let mut tally = Tally::default();
     for spec in [&recipe.knowledge, &recipe.skills] {
         if matches!(spec.split, Some(SplitSpec::Tokens(_))) && matches!(job.measure, Measure::Words) {
             return Err(MixError::Recipe("the recipe splits by tokens; give a tokenizer (--tokenizer MODEL), or split by words".into()));
         }
     }
-    let leaves = read_run(job.run, &mut warnings).await?;
+    let files = list_run(job.run, &mut tally.warnings).await?;
     let mut datasets = Vec::new();
     for spec in [&recipe.knowledge, &recipe.skills] {
         for s in &spec.sources {
@@ -164,44 +350,126 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
             }
         }
     }
-    let mut mixed = build::build(recipe, &leaves, &datasets);
-    warnings.append(&mut mixed.warnings);
-    let mut files = Vec::new();
-    for (name, spec, rows) in [("knowledge", &recipe.knowledge, &mixed.knowledge), ("skills", &recipe.skills, &mixed.skills)] {
-        let base = format!("{name}_train_msgs");
-        files.extend(write_mix(job.out, &base, rows).await?);
-        if let Some(split) = spec.split {
-            let bound = match split {
-                SplitSpec::Words(n) | SplitSpec::Tokens(n) => n,
-            };
-            let (short, long): (Vec<Tagged>, Vec<Tagged>) =
-                rows.iter().cloned().partition(|t| job.measure.len(t.record.response()) < bound);
-            files.extend(write_mix(job.out, &format!("{base}_short"), &short).await?);
-            files.extend(write_mix(job.out, &format!("{base}_long"), &long).await?);
+
+    // Pass 1: every item into the dedup index; names kept compactly for the report.
+    let mut index = Index::new(&recipe.dedup);
+    let mut owners: Vec<String> = Vec::new();
+    let mut names: Vec<(u32, Box<str>, bool)> = Vec::new();
+    for set in &datasets {
+        let texts = build::dataset_items(set);
+        names.extend((0..texts.len()).map(|i| (owners.len() as u32, i.to_string().into_boxed_str(), false)));
+        owners.push(set.path.clone());
+        index.add(&texts);
+    }
+    let mut item_counts = Vec::with_capacity(files.len());
+    for window in files.chunks(WINDOW) {
+        let leaves = read_window(job.run, window, Some(ITEM_COLUMNS)).await?;
+        let items: Vec<LeafItems> = leaves.par_iter().map(build::leaf_items).collect();
+        for (leaf, it) in leaves.iter().zip(items) {
+            names.extend(it.refs.iter().map(|&(row, aux)| (owners.len() as u32, leaf.rows[row].id.clone().into_boxed_str(), aux)));
+            owners.push(leaf.leaf.clone());
+            item_counts.push(it.texts.len());
+            index.add(&it.texts);
         }
     }
-    let mut report = MixReport::new(recipe, &job.run.display, leaves.len(), &mixed, &job.measure);
-    report.warnings = warnings;
-    report.files = files;
+    let mut gone = vec![false; names.len()];
+    for d in index.resolve() {
+        gone[d.index] = true;
+        tally.omitted.push(build::duplicate(&d, |i| (owners[names[i].0 as usize].clone(), names[i].1.to_string(), names[i].2)));
+    }
+    drop(names);
+
+    // Pass 2: records, streamed to the sinks in output order (datasets first, then leaves).
+    let mut sinks_spec = Vec::new();
+    for (m, (name, spec)) in [("knowledge", &recipe.knowledge), ("skills", &recipe.skills)].into_iter().enumerate() {
+        let base = format!("{name}_train_msgs");
+        sinks_spec.push(SinkSpec { name: base.clone(), mix: m, split: None });
+        if let Some(SplitSpec::Words(n) | SplitSpec::Tokens(n)) = spec.split {
+            sinks_spec.push(SinkSpec { name: format!("{base}_short"), mix: m, split: Some((n, true)) });
+            sinks_spec.push(SinkSpec { name: format!("{base}_long"), mix: m, split: Some((n, false)) });
+        }
+    }
+    // One task per output file, fed through a short queue: Parquet encoding and the writes of
+    // one window overlap the next window's records.
+    let mut senders = Vec::new();
+    let mut writers = Vec::new();
+    for spec in &sinks_spec {
+        let mut sink = Sink::new(job.out, spec.name.clone())?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Encoded>(2);
+        senders.push(tx);
+        writers.push(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                sink.write(&chunk).await?;
+            }
+            sink.finish().await
+        }));
+    }
+    let mut at = 0;
+    let mut data_gone = Vec::new();
+    for set in &datasets {
+        data_gone.push(gone[at..at + set.records.len()].to_vec());
+        at += set.records.len();
+    }
+    let (mixer, part) = Mixer::new(recipe, &datasets, &data_gone);
+    let mut pending = vec![encode(part, "", &sinks_spec, &job.measure)?];
+    let mut counts = item_counts.into_iter();
+    for window in files.chunks(WINDOW) {
+        let leaves = read_window(job.run, window, None).await?;
+        let ranges: Vec<(usize, usize)> = leaves
+            .iter()
+            .map(|_| {
+                let n = counts.next().unwrap_or(0);
+                at += n;
+                (at - n, at)
+            })
+            .collect();
+        let encoded: Vec<Result<EncodedPart, MixError>> = leaves
+            .par_iter()
+            .zip(ranges)
+            .map(|(leaf, (from, to))| {
+                let items = build::leaf_items(leaf);
+                if items.texts.len() != to - from {
+                    return Err(MixError::Records(format!("{}: its rows changed while it was being mixed; mix again", leaf.leaf)));
+                }
+                encode(mixer.leaf(leaf, &items, &gone[from..to]), &leaf.leaf, &sinks_spec, &job.measure)
+            })
+            .collect();
+        pending.extend(encoded.into_iter().collect::<Result<Vec<_>, _>>()?);
+        for part in pending.drain(..) {
+            send(&senders, part.chunks).await?;
+            for (m, source, len, own) in part.counts {
+                tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
+            }
+            tally.omitted.extend(part.omitted);
+            tally.warnings.extend(part.warnings);
+        }
+    }
+    for part in pending.drain(..) {
+        send(&senders, part.chunks).await?;
+        for (m, source, len, own) in part.counts {
+            tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
+        }
+        tally.omitted.extend(part.omitted);
+        tally.warnings.extend(part.warnings);
+    }
+    drop(senders);
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.map_err(|e| MixError::Records(format!("a mix writer stopped: {e}")))??);
+    }
+    let mut report = MixReport::new(recipe, &job.run.display, files.len(), tally, &job.measure);
+    report.files = written;
     report.wall_seconds = start.elapsed().as_secs_f64();
     report.write(job.out).await?;
     Ok(report)
 }
 
-async fn write_mix(out: &Location, base: &str, rows: &[Tagged]) -> Result<Vec<FileEntry>, MixError> {
-    let records: Vec<Record> = rows.iter().map(|t| t.record.clone()).collect();
-    let n = records.len() as u64;
-    let batch = records::to_batch(&records).map_err(|e| MixError::Records(format!("{base}: {e}")))?;
-    let rel = format!("{base}.parquet");
-    let bytes = dataset::write_parquet(out, &rel, &batch).await?;
-    let mut files = vec![FileEntry { path: rel, rows: n, bytes }];
-    let mut text = Vec::new();
-    for r in &records {
-        serde_json::to_writer(&mut text, &r.to_json()).map_err(|e| MixError::Records(e.to_string()))?;
-        text.push(b'\n');
+#[cfg(test)]
+mod tests {
+    proptest::proptest! {
+        #[test]
+        fn words_counts_as_split_ascii_whitespace(text in "[ a\\n\\t\\r\\x0b\\x0cé]{0,40}") {
+            proptest::prop_assert_eq!(super::words(&text), text.split_ascii_whitespace().count());
+        }
     }
-    let rel = format!("{base}.jsonl");
-    let bytes = dataset::write_bytes(out, &rel, text).await?;
-    files.push(FileEntry { path: rel, rows: n, bytes });
-    Ok(files)
 }

@@ -217,10 +217,11 @@ pub struct NearSpec {
     /// Words per shingle. Default 3.
     #[serde(default = "default_shingle")]
     pub shingle: usize,
-    /// MinHash functions. Default 128.
+    /// MinHash functions. Default 64.
     #[serde(default = "default_permutations")]
     pub permutations: usize,
-    /// LSH bands (they must divide `permutations`). Default 32.
+    /// LSH bands (they must divide `permutations`). Default 16: 4 rows a band, so a pair at
+    /// Jaccard 0.8 shares a band with probability 1 - (1 - 0.8^4)^16 > 0.9997.
     #[serde(default = "default_bands")]
     pub bands: usize,
 }
@@ -232,10 +233,10 @@ fn default_shingle() -> usize {
     3
 }
 fn default_permutations() -> usize {
-    128
+    64
 }
 fn default_bands() -> usize {
-    32
+    16
 }
 
 impl Recipe {
@@ -354,10 +355,10 @@ mod tests {
     use super::*;
     use crate::pipeline::builtin::Builtin;
 
-    struct One(&'static str);
+    struct One(String);
     impl Source for One {
         fn read(&self, _: &str) -> Result<String, String> {
-            Ok(self.0.to_string())
+            Ok(self.0.clone())
         }
         fn display(&self, rel: &str) -> String {
             rel.to_string()
@@ -403,9 +404,24 @@ mod tests {
             ("version: 1\nknowledge: {sources: [{source: skills, unmask: 3}]}\nskills: {sources: []}\n", "invalid type"),
         ];
         for (text, want) in cases {
-            let err = load(&One(text), "r.yaml").unwrap_err().to_string();
+            let err = load(&One(text.to_string()), "r.yaml").unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: got {err:?}, want {want:?}");
             assert!(err.starts_with("r.yaml:"), "{err}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text, and any recipe with a field replaced by junk, is refused with a located
+        /// message or accepted; never a panic.
+        #[test]
+        fn junk_recipes_never_panic(text in "\\PC{0,200}", at in 0usize..400, junk in "[ -~\n]{0,12}") {
+            let _ = load(&One(text), "r.yaml");
+            let lab = crate::pipeline::builtin::file("mix/lab.yaml").unwrap();
+            let cut = lab.char_indices().map(|(i, _)| i).nth(at % lab.chars().count()).unwrap_or(0);
+            let mutated = format!("{}{junk}{}", &lab[..cut], &lab[cut..]);
+            if let Err(e) = load(&One(mutated), "r.yaml") {
+                proptest::prop_assert!(e.to_string().starts_with("r.yaml:"));
+            }
         }
     }
 

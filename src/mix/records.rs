@@ -54,6 +54,29 @@ impl Record {
         })
     }
 
+    /// Append the record as one JSON line (the keys of [`Record::to_json`], in that order).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        self.write_json_line_with(&self.metadata_json(), out)
+    }
+
+    /// The metadata as the JSON string the record schema stores.
+    pub fn metadata_json(&self) -> String {
+        serde_json::to_string(&self.metadata).expect("invariant: a JSON map serialises")
+    }
+
+    fn write_json_line_with(&self, metadata: &str, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            messages: &'a [Message],
+            metadata: &'a str,
+            unmask: bool,
+        }
+        let line = Line { id: &self.id, messages: &self.messages, metadata, unmask: self.unmask };
+        serde_json::to_writer(&mut *out, &line).expect("invariant: writing to a Vec cannot fail");
+        out.push(b'\n');
+    }
+
     /// Put `prompt` first as the system turn, replacing any system turn's text (the reference's
     /// `_add_system_message`).
     pub fn set_system(&mut self, prompt: &str) {
@@ -93,15 +116,37 @@ fn message_fields() -> Fields {
 }
 
 /// Records as one Arrow batch in [`schema`].
-pub fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut ids = StringBuilder::new();
-    let mut meta = StringBuilder::new();
-    let mut unmask = BooleanBuilder::new();
-    let mut msgs = ListBuilder::new(StructBuilder::from_fields(message_fields(), 0))
+pub fn to_batch<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let records: Vec<&Record> = records.into_iter().collect();
+    let metas: Vec<String> = records.iter().map(|r| r.metadata_json()).collect();
+    batch_with(&records, &metas)
+}
+
+/// Records as JSON Lines and as one Arrow batch, each record's metadata serialised once.
+pub fn encode(records: &[&Record]) -> Result<(Vec<u8>, RecordBatch), arrow::error::ArrowError> {
+    let metas: Vec<String> = records.iter().map(|r| r.metadata_json()).collect();
+    let text: usize = records.iter().zip(&metas).map(|(r, m)| r.messages.iter().map(|m| m.content.len() + 40).sum::<usize>() + m.len() * 5 / 4 + 120).sum();
+    let mut jsonl = Vec::with_capacity(text);
+    for (r, m) in records.iter().zip(&metas) {
+        r.write_json_line_with(m, &mut jsonl);
+    }
+    Ok((jsonl, batch_with(records, &metas)?))
+}
+
+fn batch_with(records: &[&Record], metas: &[String]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let bytes = |f: &dyn Fn(&Record) -> usize| records.iter().map(|r| f(r)).sum::<usize>();
+    let turns = bytes(&|r| r.messages.len());
+    let mut ids = StringBuilder::with_capacity(records.len(), records.len() * 36);
+    let mut meta = StringBuilder::with_capacity(records.len(), metas.iter().map(String::len).sum());
+    let mut unmask = BooleanBuilder::with_capacity(records.len());
+    let contents = StringBuilder::with_capacity(turns, bytes(&|r| r.messages.iter().map(|m| m.content.len()).sum()));
+    let roles = StringBuilder::with_capacity(turns, turns * 9);
+    let values = StructBuilder::new(message_fields(), vec![Box::new(contents), Box::new(roles)]);
+    let mut msgs = ListBuilder::with_capacity(values, records.len())
         .with_field(Arc::new(Field::new("item", DataType::Struct(message_fields()), true)));
-    for r in records {
+    for (r, m) in records.iter().zip(metas) {
         ids.append_value(&r.id);
-        meta.append_value(Value::Object(r.metadata.clone()).to_string());
+        meta.append_value(m);
         unmask.append_value(r.unmask);
         let s = msgs.values();
         for m in &r.messages {
@@ -307,7 +352,11 @@ mod tests {
         let b = to_batch(&[r.clone(), rec()]).unwrap();
         assert_eq!(b.schema(), schema());
         let back = from_batch(&b, "t").unwrap();
-        assert_eq!(back, vec![r, rec()]);
+        assert_eq!(back, vec![r.clone(), rec()]);
+        let mut line = Vec::new();
+        r.write_json_line(&mut line);
+        assert_eq!(serde_json::from_slice::<Value>(&line).unwrap(), r.to_json());
+        assert_eq!(from_json_line(std::str::from_utf8(&line).unwrap()).unwrap(), r);
     }
 
     #[test]
@@ -320,6 +369,15 @@ mod tests {
         assert!(!r.has_empty_turn());
         r.messages[2].content = " ".into();
         assert!(r.has_empty_turn());
+    }
+
+    proptest::proptest! {
+        /// A dataset line of any shape is a record or a message saying what is wrong.
+        #[test]
+        fn junk_lines_never_panic(line in "\\PC{0,80}", key in "(id|messages|metadata|unmask|x)", value in "(null|1|\"s\"|\\[\\]|\\{\\}|true|\\[\\{\"role\":1\\}\\])") {
+            let _ = from_json_line(&line);
+            let _ = from_json_line(&format!("{{\"messages\": [], \"{key}\": {value}}}"));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! tools), `mix_report.md` (for people) and `mix_lengths.png`, then `mix_manifest.json`.
 
 use crate::engine::report::FileEntry;
-use crate::mix::build::{Mixed, Omitted, Tagged};
+use crate::mix::build::Omitted;
 use crate::mix::recipe::Recipe;
 use crate::mix::{Measure, MixError, MIX_MANIFEST};
 use crate::store::dataset;
@@ -41,18 +41,33 @@ pub struct Histogram {
 /// Bin edges of the histogram.
 const EDGES: [usize; 10] = [0, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
 
-fn histogram(mix: &str, rows: &[Tagged], measure: &Measure) -> Histogram {
-    let mut bins: Vec<(usize, Option<usize>, u64)> =
-        EDGES.iter().enumerate().map(|(i, &from)| (from, EDGES.get(i + 1).copied(), 0)).collect();
-    let mut max = 0;
-    for t in rows {
-        let n: usize = t.record.messages.iter().map(|m| measure.len(&m.content)).sum();
-        max = max.max(n);
-        let i = EDGES.iter().rposition(|&e| n >= e).unwrap_or(0);
-        bins[i].2 += 1;
-    }
-    Histogram { mix: mix.to_string(), unit: measure.unit().to_string(), bins, max }
+/// Counts gathered while a mix streams: records per (mix, source, leaf), lengths, omissions.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    counts: BTreeMap<(usize, &'static str, String), u64>,
+    bins: [[u64; EDGES.len()]; 2],
+    max: [usize; 2],
+    /// Rows left out.
+    pub omitted: Vec<Omitted>,
+    /// Things to know.
+    pub warnings: Vec<String>,
 }
+
+impl Tally {
+    /// Count one record of mix `mix` (0 knowledge, 1 skills) of length `len`.
+    pub fn add(&mut self, mix: usize, source: &'static str, leaf: &str, len: usize) {
+        match self.counts.get_mut(&(mix, source, leaf.to_string())) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert((mix, source, leaf.to_string()), 1);
+            }
+        }
+        self.max[mix] = self.max[mix].max(len);
+        self.bins[mix][EDGES.iter().rposition(|&e| len >= e).unwrap_or(0)] += 1;
+    }
+}
+
+const MIXES: [&str; 2] = ["knowledge", "skills"];
 
 /// Everything a mix did.
 #[derive(Debug, Clone, Serialize)]
@@ -87,37 +102,47 @@ pub struct MixReport {
     pub wall_seconds: f64,
 }
 
-fn counts(mix: &str, rows: &[Tagged], by_leaf: bool) -> Vec<CountRow> {
-    let mut m: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for t in rows {
-        *m.entry((t.source, if by_leaf { t.leaf.as_str() } else { "" })).or_default() += 1;
-    }
-    m.into_iter().map(|((source, leaf), rows)| CountRow { mix: mix.into(), source: source.into(), leaf: leaf.into(), rows }).collect()
-}
-
 impl MixReport {
-    /// The report of `mixed`.
-    pub fn new(recipe: &Recipe, run: &str, leaves: usize, mixed: &Mixed, measure: &Measure) -> MixReport {
+    /// The report of a finished mix.
+    pub fn new(recipe: &Recipe, run: &str, leaves: usize, tally: Tally, measure: &Measure) -> MixReport {
         let mut omitted_by_reason = BTreeMap::new();
-        for o in &mixed.omitted {
+        for o in &tally.omitted {
             let key = o.reason.split(':').next().unwrap_or(&o.reason).to_string();
             *omitted_by_reason.entry(key).or_default() += 1;
         }
-        let mixes = [("knowledge", &mixed.knowledge), ("skills", &mixed.skills)];
+        let mut rows: BTreeMap<String, u64> = MIXES.iter().map(|m| (m.to_string(), 0)).collect();
+        let mut sources: BTreeMap<(usize, &str), u64> = BTreeMap::new();
+        let mut counts = Vec::new();
+        for ((mix, source, leaf), n) in &tally.counts {
+            *rows.entry(MIXES[*mix].to_string()).or_default() += n;
+            *sources.entry((*mix, source)).or_default() += n;
+            counts.push(CountRow { mix: MIXES[*mix].into(), source: source.to_string(), leaf: leaf.clone(), rows: *n });
+        }
+        let lengths = (0..2)
+            .map(|m| Histogram {
+                mix: MIXES[m].into(),
+                unit: measure.unit().into(),
+                bins: EDGES.iter().enumerate().map(|(i, &from)| (from, EDGES.get(i + 1).copied(), tally.bins[m][i])).collect(),
+                max: tally.max[m],
+            })
+            .collect();
         MixReport {
             recipe: recipe.name.clone().unwrap_or_else(|| "recipe".into()),
             fingerprint: recipe.fingerprint(),
             seed: recipe.seed,
             run: run.to_string(),
             leaves,
-            rows: mixes.iter().map(|(m, r)| (m.to_string(), r.len() as u64)).collect(),
-            sources: mixes.iter().flat_map(|(m, r)| counts(m, r, false)).collect(),
-            counts: mixes.iter().flat_map(|(m, r)| counts(m, r, true)).collect(),
+            rows,
+            sources: sources
+                .into_iter()
+                .map(|((m, source), rows)| CountRow { mix: MIXES[m].into(), source: source.into(), leaf: String::new(), rows })
+                .collect(),
+            counts,
             omitted_by_reason,
-            omitted: mixed.omitted.clone(),
-            lengths: mixes.iter().map(|(m, r)| histogram(m, r, measure)).collect(),
+            omitted: tally.omitted,
+            lengths,
             files: Vec::new(),
-            warnings: Vec::new(),
+            warnings: tally.warnings,
             wall_seconds: 0.0,
         }
     }
