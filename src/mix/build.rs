@@ -9,7 +9,7 @@
 use crate::mix::dedup::{Dropped, Index};
 use crate::mix::recipe::{MixSpec, Recipe, SampleSpec, SourceSpec};
 use crate::mix::records::{question_response, record_id, Message, Record, Row};
-use crate::operators::sample::{draw, Size};
+use crate::operators::sample::draw;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
@@ -141,12 +141,11 @@ fn seed_of(seed: u64, parts: &[&str]) -> u64 {
 }
 
 /// Keep `sample` of `records`, in their order; a record picked `j > 0` more times gets a child id.
+/// `spec.seed`, when given, replaces `seed`.
 pub fn sample(records: Vec<Tagged>, spec: &SampleSpec, seed: u64) -> Vec<Tagged> {
-    let size = match (spec.count, spec.fraction) {
-        (Some(c), _) => Size::Count(c as usize),
-        (None, Some(f)) => Size::Fraction(f),
-        (None, None) => return records,
-    };
+    // A recipe's sizes are checked when it is loaded; an unchecked one keeps every row.
+    let Ok(Some(size)) = spec.size() else { return records };
+    let seed = spec.seed.unwrap_or(seed);
     let times = draw(records.len(), size.picks(records.len(), spec.replace), spec.replace, seed);
     let mut out = Vec::new();
     for (t, times) in records.into_iter().zip(times) {
@@ -388,7 +387,7 @@ impl<'a> Mixer<'a> {
             return;
         }
         let all: Vec<Tagged> = grid.iter_mut().flat_map(std::mem::take).collect();
-        let up = SampleSpec { count: Some(want as u64), fraction: None, replace: true };
+        let up = SampleSpec { count: Some(want as u64), replace: true, ..SampleSpec::default() };
         for t in sample(all, &up, seed_of(self.recipe.seed, &[mix, "upsample", leaf.leaf.as_str()])) {
             let si = (0..spec.sources.len()).find(|&si| spec.sources[si].name() == t.source).unwrap_or(0);
             grid[si].push(t);

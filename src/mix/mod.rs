@@ -266,15 +266,19 @@ impl Sink {
     }
 }
 
-/// Hand each sink its chunk; a sink whose task ended early (an error) is reported when joined.
-async fn send(senders: &[tokio::sync::mpsc::Sender<Encoded>], chunks: Vec<Encoded>) -> Result<(), MixError> {
-    for (tx, chunk) in senders.iter().zip(chunks) {
+/// Hand each sink its chunk of `part` and count the part's records. A sink whose task ended
+/// early (an error) is skipped; its error comes out of its join handle at the end.
+async fn flush(part: EncodedPart, senders: &[tokio::sync::mpsc::Sender<Encoded>], tally: &mut Tally) {
+    for (tx, chunk) in senders.iter().zip(part.chunks) {
         if tx.send(chunk).await.is_err() {
-            // The writer failed; its error comes out of its join handle at the end.
             break;
         }
     }
-    Ok(())
+    for (m, source, len, own) in part.counts {
+        tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
+    }
+    tally.omitted.extend(part.omitted);
+    tally.warnings.extend(part.warnings);
 }
 
 /// One sink's records of one part, encoded.
@@ -411,7 +415,7 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
         at += set.records.len();
     }
     let (mixer, part) = Mixer::new(recipe, &datasets, &data_gone);
-    let mut pending = vec![encode(part, "", &sinks_spec, &job.measure)?];
+    flush(encode(part, "", &sinks_spec, &job.measure)?, &senders, &mut tally).await;
     let mut counts = item_counts.into_iter();
     for window in files.chunks(WINDOW) {
         let leaves = read_window(job.run, window, None).await?;
@@ -434,23 +438,9 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
                 encode(mixer.leaf(leaf, &items, &gone[from..to]), &leaf.leaf, &sinks_spec, &job.measure)
             })
             .collect();
-        pending.extend(encoded.into_iter().collect::<Result<Vec<_>, _>>()?);
-        for part in pending.drain(..) {
-            send(&senders, part.chunks).await?;
-            for (m, source, len, own) in part.counts {
-                tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
-            }
-            tally.omitted.extend(part.omitted);
-            tally.warnings.extend(part.warnings);
+        for part in encoded {
+            flush(part?, &senders, &mut tally).await;
         }
-    }
-    for part in pending.drain(..) {
-        send(&senders, part.chunks).await?;
-        for (m, source, len, own) in part.counts {
-            tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
-        }
-        tally.omitted.extend(part.omitted);
-        tally.warnings.extend(part.warnings);
     }
     drop(senders);
     let mut written = Vec::new();

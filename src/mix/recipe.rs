@@ -78,21 +78,9 @@ pub enum SplitSpec {
     Tokens(usize),
 }
 
-/// How many of a leaf's rows a source keeps.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SampleSpec {
-    /// Rows per leaf (or per dataset file). Give at most one of `count` and `fraction`;
-    /// neither keeps every row once.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Share of the rows, rounded to the nearest row: at most 1 without replacement.
-    #[serde(default)]
-    pub fraction: Option<f64>,
-    /// Draw with replacement (a row may come several times).
-    #[serde(default)]
-    pub replace: bool,
-}
+/// How many of a leaf's rows a source keeps: the `sample` step's keys (`count` or `fraction`,
+/// `replace`, `seed`); neither `count` nor `fraction` keeps every row once.
+pub use crate::operators::sample::Config as SampleSpec;
 
 /// One source of a mix.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -337,17 +325,7 @@ fn check(r: &Recipe, loaded: &Loaded) -> Result<(), PipelineError> {
 }
 
 fn check_sample(s: &SampleSpec, loaded: &Loaded, at: &str) -> Result<(), PipelineError> {
-    match (s.count, s.fraction) {
-        (Some(_), Some(_)) => Err(loaded.at(at, "give at most one of `count` and `fraction`")),
-        (Some(0), None) => Err(loaded.at(&format!("{at}/count"), "`count` is 0; remove the source instead")),
-        (None, Some(f)) if !(f.is_finite() && f > 0.0) => {
-            Err(loaded.at(&format!("{at}/fraction"), format!("`fraction` {f} must be a positive number")))
-        }
-        (None, Some(f)) if f > 1.0 && !s.replace => {
-            Err(loaded.at(&format!("{at}/fraction"), format!("`fraction` {f} is more than 1; that needs `replace: true`")))
-        }
-        _ => Ok(()),
-    }
+    s.size().map(|_| ()).map_err(|(key, message)| loaded.at(&if key.is_empty() { at.to_string() } else { format!("{at}/{key}") }, message))
 }
 
 #[cfg(test)]
@@ -388,7 +366,7 @@ mod tests {
             ),
             (
                 "version: 1\nknowledge: {sources: []}\nskills:\n  sources:\n    - {source: skills, sample: {count: 3, fraction: 0.5}}\n",
-                "give at most one of `count` and `fraction`",
+                "give one of `count` and `fraction`, not both",
             ),
             ("version: 1\nknowledge: {sources: [{source: replay}]}\nskills: {sources: []}\n", "it belongs in `skills`"),
             (

@@ -17,11 +17,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The `sample` step as written in a pipeline.
-#[derive(Debug, Clone, Deserialize)]
+/// The `sample` step as written in a pipeline (and a mix recipe's `sample`, where giving
+/// neither `count` nor `fraction` keeps every row once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How many rows to draw per leaf (at least 1). Give exactly one of `count` and `fraction`.
@@ -35,9 +36,27 @@ pub struct Config {
     /// Draw with replacement (a row may be picked several times). Default: false.
     #[serde(default)]
     pub replace: bool,
-    /// Seed of the draw. Default: the run's seed.
-    #[serde(default)]
+    /// Seed of the draw. Default: the run's seed (in a recipe: derived from the recipe's seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+}
+
+impl Config {
+    /// The size of the draw, `None` when neither `count` nor `fraction` is given; an error
+    /// names the key at fault (`count`, `fraction`, or `""` for both) and says what to do.
+    pub fn size(&self) -> Result<Option<Size>, (&'static str, String)> {
+        match (self.count, self.fraction) {
+            (Some(_), Some(_)) => Err(("", "give one of `count` and `fraction`, not both".into())),
+            (None, None) => Ok(None),
+            (Some(0), None) => Err(("count", "`count` is 0; draw at least one row, or remove it".into())),
+            (Some(c), None) => usize::try_from(c).map(|c| Some(Size::Count(c))).map_err(|_| ("count", format!("`count` {c} is too large"))),
+            (None, Some(f)) if !(f.is_finite() && f > 0.0) => Err(("fraction", format!("`fraction` {f} must be a positive number"))),
+            (None, Some(f)) if f > 1.0 && !self.replace => {
+                Err(("fraction", format!("`fraction` {f} is more than 1; that needs `replace: true`")))
+            }
+            (None, Some(f)) => Ok(Some(Size::Fraction(f))),
+        }
+    }
 }
 
 /// How many rows to draw.
@@ -53,18 +72,10 @@ impl Step for Config {
     const KIND: &'static str = "sample";
 
     fn build(self, name: &str, ctx: &BuildContext) -> Result<Operator, OpError> {
-        let size = match (self.count, self.fraction) {
-            (Some(_), Some(_)) | (None, None) => return Err(OpError::spec(name, "give exactly one of `count` and `fraction`")),
-            (Some(0), None) => return Err(OpError::spec(name, "`count` is 0; draw at least one row, or remove the step")),
-            (Some(c), None) => Size::Count(usize::try_from(c).map_err(|_| OpError::spec(name, format!("`count` {c} is too large")))?),
-            (None, Some(f)) if !(f.is_finite() && f > 0.0) => {
-                return Err(OpError::spec(name, format!("`fraction` {f} must be a positive number")))
-            }
-            (None, Some(f)) if f > 1.0 && !self.replace => {
-                return Err(OpError::spec(name, format!("`fraction` {f} is more than 1; that needs `replace: true`")));
-            }
-            (None, Some(f)) => Size::Fraction(f),
-        };
+        let size = self
+            .size()
+            .map_err(|(_, message)| OpError::spec(name, message))?
+            .ok_or_else(|| OpError::spec(name, "give exactly one of `count` and `fraction`"))?;
         Ok(Operator::Aggregate(Arc::new(Sample {
             name: name.to_string(),
             size,
@@ -240,7 +251,7 @@ mod tests {
     fn bad_specs() {
         for (config, want) in [
             (json!({}), "exactly one"),
-            (json!({"count": 2, "fraction": 0.5}), "exactly one"),
+            (json!({"count": 2, "fraction": 0.5}), "not both"),
             (json!({"count": 0}), "`count` is 0"),
             (json!({"fraction": 0.0}), "positive"),
             (json!({"fraction": 1.5}), "replace: true"),
