@@ -21,3 +21,4 @@ pub mod serve;
 pub mod store;
 pub mod taxonomy;
 pub mod teacher;
+pub mod train;

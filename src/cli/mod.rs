@@ -7,6 +7,7 @@ mod generate;
 mod mix;
 mod taxonomy;
 mod teacher;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ enum Command {
     Mix(mix::MixArgs),
     /// Run SQL over a run's datasets (generated rows, rejects, leaves, mixes); a table or --json.
     Sql(mix::SqlArgs),
+    /// Train a student phase by phase on the mixes (full fine-tuning on the CPU): Hugging Face
+    /// checkpoints, metrics, held-out loss to choose each phase's checkpoint, and resume after a
+    /// crash from the newest full state.
+    Train(train::TrainArgs),
     /// Show a pipeline's validated plan: steps, columns in and out, teacher calls per row.
     Explain(generate::ExplainArgs),
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
@@ -68,6 +73,7 @@ pub fn main() -> ExitCode {
             Command::Explain(args) => generate::explain(args).await,
             Command::Mix(args) => mix::mix(args).await,
             Command::Sql(args) => mix::sql(args).await,
+            Command::Train(args) => train::train(args).await,
             Command::Serve(args) => teacher::serve(args).await,
             Command::Chat(args) => teacher::chat(args).await,
         }

@@ -13,7 +13,7 @@ pub mod build;
 pub mod dedup;
 pub mod recipe;
 pub mod records;
-mod report;
+pub mod report;
 
 pub use report::{CountRow, Histogram, MixReport, Tally};
 

@@ -232,13 +232,18 @@ pub fn chart(hists: &[Histogram]) -> Result<Vec<u8>, png::EncodingError> {
             px[(base * width + x) * 3..(base * width + x) * 3 + 3].copy_from_slice(&[60, 60, 60]);
         }
     }
+    rgb_png(width, H, &px)
+}
+
+/// PNG bytes of an 8-bit RGB image, `px` row-major (`width · height · 3` bytes).
+pub fn rgb_png(width: usize, height: usize, px: &[u8]) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut out, width as u32, H as u32);
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header()?;
-        w.write_image_data(&px)?;
+        w.write_image_data(px)?;
     }
     Ok(out)
 }

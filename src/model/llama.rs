@@ -27,6 +27,7 @@ pub use crate::backend::cpu::rope::RopeStyle;
 
 use super::{GgufFile, ModelError, SafetensorsFolder};
 
+
 /// Architectures this module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -125,24 +126,24 @@ impl Config {
         })
     }
 
-    fn kv_dim(&self) -> usize {
+    pub(super) fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }
 }
 
 /// One block's weights, f32, each matrix `[out, in]` row-major.
-struct Block {
-    attn_norm: Vec<f32>,
-    wq: Vec<f32>,
-    wk: Vec<f32>,
-    wv: Vec<f32>,
+pub(super) struct Block {
+    pub(super) attn_norm: Vec<f32>,
+    pub(super) wq: Vec<f32>,
+    pub(super) wk: Vec<f32>,
+    pub(super) wv: Vec<f32>,
     /// Q/K/V biases (qwen2).
-    bias: Option<[Vec<f32>; 3]>,
-    wo: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    w_gate: Vec<f32>,
-    w_up: Vec<f32>,
-    w_down: Vec<f32>,
+    pub(super) bias: Option<[Vec<f32>; 3]>,
+    pub(super) wo: Vec<f32>,
+    pub(super) ffn_norm: Vec<f32>,
+    pub(super) w_gate: Vec<f32>,
+    pub(super) w_up: Vec<f32>,
+    pub(super) w_down: Vec<f32>,
 }
 
 /// One block's projections as Q8_0, the ones sharing an input stacked into one matrix.
@@ -175,13 +176,13 @@ pub enum Precision {
 
 /// A loaded model.
 pub struct Model {
-    config: Config,
+    pub(super) config: Config,
     /// `[V, C]`.
-    tok_embd: Vec<f32>,
-    blocks: Vec<Block>,
-    out_norm: Vec<f32>,
+    pub(super) tok_embd: Vec<f32>,
+    pub(super) blocks: Vec<Block>,
+    pub(super) out_norm: Vec<f32>,
     /// `[V, C]`; `None` when tied to `tok_embd`.
-    lm_head: Option<Vec<f32>>,
+    pub(super) lm_head: Option<Vec<f32>>,
     /// Q8_0 copies for the decode fast path.
     q8: Option<QWeights>,
     /// Threads each matrix product may use.
@@ -313,51 +314,9 @@ impl Model {
         }
     }
 
-    /// Builds the model from a Hugging Face folder (`config.json` and the safetensors weights,
-    /// named as transformers' `LlamaForCausalLM` / `Qwen2ForCausalLM` name them). Weights keep
-    /// Hugging Face's Q/K row layout, so rope pairs dimension `i` with `i + D/2`
-    /// ([`RopeStyle::HalfSplit`]); the logits equal those of the GGUF file the folder was made from.
-    pub fn from_safetensors(f: &SafetensorsFolder) -> Result<Model, ModelError> {
-        let c = f.config().clone().into_config(&f.config_path())?;
-        let (h, kv, q_dim) = (c.hidden, c.kv_dim(), c.n_heads * c.head_dim);
-        let tok_embd = f.tensor_f32("model.embed_tokens.weight", &[c.vocab_size, h])?;
-        let mut blocks = Vec::with_capacity(c.n_layers);
-        for l in 0..c.n_layers {
-            // Shapes are `[out, in]`, the same row-major layout as GGUF's `dims = [in, out]`.
-            let t = |name: &str, shape: &[usize]| f.tensor_f32(&format!("model.layers.{l}.{name}"), shape);
-            let bias = match c.arch {
-                Arch::Qwen2 => {
-                    Some([t("self_attn.q_proj.bias", &[q_dim])?, t("self_attn.k_proj.bias", &[kv])?, t("self_attn.v_proj.bias", &[kv])?])
-                }
-                Arch::Llama => None,
-            };
-            blocks.push(Block {
-                attn_norm: t("input_layernorm.weight", &[h])?,
-                wq: t("self_attn.q_proj.weight", &[q_dim, h])?,
-                wk: t("self_attn.k_proj.weight", &[kv, h])?,
-                wv: t("self_attn.v_proj.weight", &[kv, h])?,
-                bias,
-                wo: t("self_attn.o_proj.weight", &[h, q_dim])?,
-                ffn_norm: t("post_attention_layernorm.weight", &[h])?,
-                w_gate: t("mlp.gate_proj.weight", &[c.ffn, h])?,
-                w_up: t("mlp.up_proj.weight", &[c.ffn, h])?,
-                w_down: t("mlp.down_proj.weight", &[h, c.ffn])?,
-            });
-        }
-        let out_norm = f.tensor_f32("model.norm.weight", &[h])?;
-        // transformers ties the head to the embedding when `tie_word_embeddings` (default false),
-        // ignoring any stored `lm_head.weight`.
-        let lm_head = match f.config().tie_word_embeddings.unwrap_or(false) {
-            true => None,
-            false if !f.has("lm_head.weight") => {
-                return Err(ModelError::Missing {
-                    path: f.dir().to_path_buf(),
-                    message: "tensor \"lm_head.weight\" is absent, and config.json does not set tie_word_embeddings: true".into(),
-                })
-            }
-            false => Some(f.tensor_f32("lm_head.weight", &[c.vocab_size, h])?),
-        };
-        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1, pool: None })
+    /// A model of these f32 weights, on one thread, without Q8 copies.
+    pub(super) fn assemble(config: Config, tok_embd: Vec<f32>, blocks: Vec<Block>, out_norm: Vec<f32>, lm_head: Option<Vec<f32>>) -> Model {
+        Model { config, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1, pool: None }
     }
 
     /// Builds the model from a parsed GGUF file.
@@ -390,7 +349,7 @@ impl Model {
             Some(_) => Some(f.tensor_f32("output.weight", &[h, c.vocab_size])?),
             None => None,
         };
-        Ok(Model { config: c, tok_embd, blocks, out_norm, lm_head, q8: None, threads: 1, pool: None })
+        Ok(Model::assemble(c, tok_embd, blocks, out_norm, lm_head))
     }
 
     /// Builds the Q8_0 copies of the weights that [`Precision::Q8`] uses (from the f32 values,

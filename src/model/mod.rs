@@ -13,7 +13,9 @@
 pub mod chat_template;
 mod error;
 pub mod gguf;
+pub mod grad;
 pub mod hf_config;
+mod hf_weights;
 pub mod llama;
 pub mod safetensors;
 pub mod sample;
@@ -23,6 +25,7 @@ pub use self::safetensors::SafetensorsFolder;
 pub use chat_template::ChatTemplate;
 pub use error::ModelError;
 pub use gguf::GgufFile;
+pub use hf_weights::hf_layout;
 pub use hf_config::{HfConfig, HfTokenizerConfig};
 pub use llama::{Arch, Config, KvCache, KvSpan, Model, Precision, RopeStyle};
 pub use tokenizer::Tokenizer;

@@ -124,6 +124,13 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of `text` as [`Tokenizer::encode`] gives them, each with the byte range of `text`
+    /// it came from.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), ModelError> {
+        let enc = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer(format!("encoding: {e}")))?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+    }
+
     /// The text of `ids`; control tokens are dropped when `skip_special`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
         self.inner.decode(ids, skip_special).map_err(|e| ModelError::Tokenizer(format!("decoding: {e}")))

@@ -1,7 +1,8 @@
 //! The default pipelines and their prompt files, compiled into the binary, so that `cargo
 //! install labflow` runs the `full` and `simple` sets with no data files beside it.
 //!
-//! [`FILES`] holds every file under the source tree's `pipelines/` folder (documentation aside)
+//! [`FILES`] holds every file under the source tree's `pipelines/` folder (documentation and the
+//! training recipes of `pipelines/train/`, which name model and data files on disk, aside)
 //! by its path relative to that folder; [`Builtin`] serves them to [`load`](super::load) as a
 //! [`Source`], so prompt paths resolve exactly as they do on disk (relative to the pipeline
 //! file). A test keeps the table equal to the folder, so a new file cannot be forgotten.

@@ -24,13 +24,28 @@ pub enum RopeStyle {
 /// `x: [T, H, D]` row-major with `H = n_heads`, `D = head_dim`; token `t` sits at position
 /// `pos0 + t`. Angles are computed in f64.
 pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, pos0: usize, base: f32, style: RopeStyle) {
+    rotate(x, n_heads, head_dim, n_rot, base, style, 1.0, |t| pos0 + t);
+}
+
+/// [`rope`] over packed sequences, the trainer's layout: `seq_lens` are the lengths of the
+/// sequences laid end to end in `x` (they sum to `T`), and positions restart at 0 in each.
+/// `inverse` rotates by the opposite angles: the backward pass of a rotation is its inverse.
+pub fn rope_packed(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, seq_lens: &[usize], base: f32, style: RopeStyle, inverse: bool) {
+    let mut pos = Vec::with_capacity(x.len() / (n_heads * head_dim).max(1));
+    seq_lens.iter().for_each(|&len| pos.extend(0..len));
+    assert_eq!(pos.len() * n_heads * head_dim, x.len(), "invariant: sequence lengths cover the packed rows");
+    rotate(x, n_heads, head_dim, n_rot, base, style, if inverse { -1.0 } else { 1.0 }, |t| pos[t]);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rotate(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, base: f32, style: RopeStyle, sign: f64, position: impl Fn(usize) -> usize) {
     assert!(n_rot <= head_dim && n_rot.is_multiple_of(2), "invariant: rope dims {n_rot} fit the head {head_dim}");
     let half = n_rot / 2;
     let inv_freq: Vec<f64> = (0..half).map(|i| f64::from(base).powf(-2.0 * i as f64 / n_rot as f64)).collect();
     // x: [T, H·D]
     for (t, token) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
-        let pos = (pos0 + t) as f64;
-        let cs: Vec<(f32, f32)> = inv_freq.iter().map(|&f| ((pos * f).cos() as f32, (pos * f).sin() as f32)).collect();
+        let pos = position(t) as f64;
+        let cs: Vec<(f32, f32)> = inv_freq.iter().map(|&f| ((pos * f).cos() as f32, (sign * (pos * f).sin()) as f32)).collect();
         // head: [D]
         for head in token.chunks_exact_mut(head_dim) {
             for (i, &(cos, sin)) in cs.iter().enumerate() {
@@ -72,6 +87,20 @@ mod tests {
         rope(&mut x, 1, 4, 4, 1, 100.0, RopeStyle::HalfSplit);
         let want = [c0 - 3.0 * s0, 2.0 * c1 - 4.0 * s1, s0 + 3.0 * c0, 2.0 * s1 + 4.0 * c1];
         x.iter().zip(&want).for_each(|(a, b)| assert!((a - b).abs() < 1e-6, "{x:?} vs {want:?}"));
+    }
+
+    #[test]
+    fn packed_positions_restart_and_inverse_undoes() {
+        let (h, d) = (2, 8);
+        let x: Vec<f32> = (0..5 * h * d).map(|i| ((i * 13 % 17) as f32 - 8.0) / 4.0).collect();
+        let mut packed = x.clone();
+        rope_packed(&mut packed, h, d, d, &[3, 2], 10000.0, RopeStyle::HalfSplit, false);
+        let (mut a, mut b) = (x[..3 * h * d].to_vec(), x[3 * h * d..].to_vec());
+        rope(&mut a, h, d, d, 0, 10000.0, RopeStyle::HalfSplit);
+        rope(&mut b, h, d, d, 0, 10000.0, RopeStyle::HalfSplit);
+        assert_eq!(packed, [a, b].concat());
+        rope_packed(&mut packed, h, d, d, &[3, 2], 10000.0, RopeStyle::HalfSplit, true);
+        packed.iter().zip(&x).for_each(|(p, v)| assert!((p - v).abs() < 1e-5, "{p} vs {v}"));
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! `labflow train`: the multi-phase trainer over a recipe, with a progress bar and a summary.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use labflow::pipeline::DirSource;
+use labflow::store::Location;
+use labflow::train::{self, recipe, Progress, TrainJob};
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The training recipe (see pipelines/train/: lab-multiphase.yaml for the LAB phases,
+    /// smoke.yaml for a one-minute look). Relative paths in it start from its folder.
+    #[arg(long, value_name = "FILE")]
+    pub recipe: String,
+    /// Where checkpoints, metrics, the full state and the report go (a folder or an object store
+    /// URL). Rerunning with the same output resumes from its newest full state; a finished run
+    /// trains nothing. Default: train-out/NAME (NAME: the recipe's name).
+    #[arg(long, value_name = "URL")]
+    pub output: Option<String>,
+    /// The folder (or URL) of the mix files: each phase `data` entry that is a bare file name
+    /// (`knowledge_train_msgs.jsonl`) is read from here instead of the recipe's folder.
+    #[arg(long, value_name = "URL")]
+    pub mix: Option<String>,
+    /// At most this many optimizer steps per phase: a quick look at any recipe.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// Compute threads. Default: every core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the report as JSON (with `train_steps`: steps this invocation ran) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn train(args: TrainArgs) -> Result<ExitCode> {
+    let path = Path::new(&args.recipe);
+    if !path.is_file() {
+        anyhow::bail!("no recipe file `{}`; pipelines/train/ holds lab-multiphase.yaml and smoke.yaml", args.recipe);
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path.file_name().and_then(|n| n.to_str()).context("the recipe file name is not UTF-8")?;
+    let mut recipe = recipe::load(&DirSource(dir.clone()), name)?;
+    if let Some(mix) = &args.mix {
+        for phase in &mut recipe.phases {
+            for d in &mut phase.data {
+                if !d.contains('/') {
+                    *d = format!("{}/{d}", mix.trim_end_matches('/'));
+                }
+            }
+        }
+    }
+    let out_spec = args.output.clone().unwrap_or_else(|| format!("train-out/{}", recipe.name));
+    let out = Location::open_or_create(&out_spec).with_context(|| format!("cannot open the output `{out_spec}`"))?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let bar = indicatif::ProgressBar::new(0);
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps, {msg} (eta {eta})")
+            .expect("invariant: a valid progress template")
+            .progress_chars("=> "),
+    );
+    let quiet = args.json;
+    let mut on_progress = |p: &Progress| match p {
+        Progress::Phase { name, done, total, samples } => {
+            bar.set_prefix(name.clone());
+            bar.set_length(*total);
+            bar.set_position(*done);
+            bar.reset_eta();
+            if !quiet {
+                bar.println(format!("phase {name}: {} samples to train, {} held out, {total} steps{}", samples.0, samples.1, if *done > 0 { format!(" (resuming after step {done})") } else { String::new() }));
+            }
+        }
+        Progress::Step { step, loss, lr, tokens_per_s } => {
+            bar.set_position(*step);
+            bar.set_message(format!("loss {loss:.4}, lr {lr:.2e}, {tokens_per_s:.0} tok/s"));
+        }
+        Progress::Checkpoint { dir, heldout_loss } => {
+            if !quiet {
+                bar.println(format!("checkpoint {dir}{}", heldout_loss.map(|l| format!(" (held-out loss {l:.4})")).unwrap_or_default()));
+            }
+        }
+    };
+    let job = TrainJob { recipe: &recipe, recipe_dir: Some(dir), out: &out, threads, max_steps: args.max_steps };
+    let report = train::train(job, &mut on_progress).await?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &report.phases {
+        let d = &p.dropped;
+        println!(
+            "{:<10} {} steps, loss {} → {}, chosen {} (held-out loss {}); {} samples, {} held out, dropped {} ({} short, {} long, {} nothing to train, {} unrenderable)",
+            p.name,
+            p.steps,
+            p.first_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            p.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            p.chosen.dir,
+            p.chosen.heldout_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            p.train_samples,
+            p.heldout_samples,
+            d.total(),
+            d.too_short,
+            d.too_long,
+            d.nothing_to_train,
+            d.unrenderable
+        );
+    }
+    if report.train_steps == 0 {
+        println!("nothing to train: every phase of this recipe is already done in {out_spec}");
+    } else if let Some(from) = &report.resumed_from {
+        println!("resumed from {from}; ran {} steps", report.train_steps);
+    }
+    if let Some(c) = &report.final_checkpoint {
+        println!("final model: {c} (report: {}/train_report.md)", out_spec.trim_end_matches('/'));
+    }
+    Ok(ExitCode::SUCCESS)
+}
