@@ -16,7 +16,7 @@ SEQ_LEN=${SEQ_LEN:-1024} THREADS=${THREADS:-2} STEPS=${STEPS:-5}
 PYTHON=${PYTHON:-/work/venv-model/bin/python}
 mkdir -p benches/out
 export LABFLOW_BENCH_SEQ_LEN=$SEQ_LEN LABFLOW_BENCH_THREADS=$THREADS LABFLOW_BENCH_STEPS=$STEPS
-cargo test --test train_bench -- --ignored --nocapture --test-threads 1 2>benches/out/train_labflow.log | grep '^{' > benches/out/train_labflow.json
+cargo test --test train_bench -- --ignored --nocapture --test-threads 1 2>benches/out/train_labflow.log | grep -o '{"impl".*}' > benches/out/train_labflow.json
 echo "labflow: $(cat benches/out/train_labflow.json)"
 "$PYTHON" benches/train_torch.py --threads "$THREADS" --steps "$STEPS" --seq-len "$SEQ_LEN" --json benches/out/train_torch.json > benches/out/train_torch.log 2>&1
 echo "torch:   $(cat benches/out/train_torch.json)"
