@@ -32,9 +32,10 @@ use serde_json::{json, Value};
 
 /// Largest |folder − GGUF| accepted for a next-token logit of SmolLM2. Both paths hold the same
 /// f32 weights and run the same ops; they differ only in the order of the head dimensions that
-/// rope pairs (HF layout + half-split vs permuted rows + interleaved), which reorders the f64
-/// sums of q·k. Measured: 0 (bit-identical) on the 5 prompts.
-const LOGIT_TOL_GGUF: f32 = 1e-5;
+/// rope pairs (HF layout + half-split vs permuted rows + interleaved), which reorders the f32
+/// sums of q·k in the prompt's attention. Measured: 1.8e-5 to 4.5e-5 on the 5 prompts (0, bit
+/// for bit, when that attention summed in f64), with every greedy token equal.
+const LOGIT_TOL_GGUF: f32 = 2e-4;
 /// Largest |labflow − transformers (torch f32, eager attention)| accepted on the recorded logits.
 /// torch accumulates its f32 matmuls in f32 (blocked), labflow's reference in f64 over the same
 /// weights. Measured on the 5 prompts: 2.2e-5 to 5.2e-5 (F32 weights), 3.3e-5 to 5.7e-5 (BF16

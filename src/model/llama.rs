@@ -7,8 +7,9 @@
 //! Block `l`: `x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown · (silu(Wgate·n) ⊙ Wup·n)` with `n = rmsnorm(x)`; after the last block a final
 //! RMSNorm and the LM head (tied to the token embedding when `output.weight` is absent). This is
-//! the plainly-correct reference: every op is an f32 (f64-accumulating) function from
-//! [`crate::backend::cpu`].
+//! the reference forward: f32 ops from [`crate::backend::cpu`], the matrix products by gemm and
+//! the prompt's attention row-parallel in f32 ([`attention_rows`], tested against the
+//! f64-accumulating reference `attention`).
 //!
 //! Beside it, the decode fast path: [`Model::forward_batch`] runs one step for many sequences
 //! (each with its own cache and position) so every projection is one `[B, C] × Wᵀ` product that
@@ -17,7 +18,7 @@
 
 use std::path::Path;
 
-use crate::backend::cpu::attention::{attention, attention_one, AttnShape};
+use crate::backend::cpu::attention::{attention_one, attention_rows, AttnShape};
 use crate::backend::cpu::matmul::matmul_wt_threads;
 use crate::backend::cpu::matvec::matvec_wt;
 use crate::backend::cpu::qmatmul::{qmatmul_wt, QActs, QMatrix};
@@ -634,7 +635,7 @@ impl Model {
             rope(&mut k, cfg.n_kv_heads, cfg.head_dim, cfg.rope_dims, pos0, cfg.rope_base, cfg.rope_style);
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            attention(&q, &cache.k[l], &cache.v[l], pos0, shape, &mut att); // att: [T, H·D]
+            attention_rows(&q, &cache.k[l], &cache.v[l], pos0, shape, &mut att); // att: [T, H·D]
             matmul_wt_threads(&att, &b.wo, &mut proj, q_dim, self.threads); // proj: [T, C]
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
 

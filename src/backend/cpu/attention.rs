@@ -2,7 +2,10 @@
 //! `h / (n_heads / n_kv_heads)`, and the query at position `p` sees keys `0..=p`.
 //!
 //! [`attention`] is the reference (f64 accumulation); [`attention_one`] is the decode step's fast
-//! path for a single query in f32, and a test compares them.
+//! path for a single query in f32, and [`attention_rows`] the prompt's (prefill's): every new
+//! query row at once, in parallel. Tests compare both with the reference.
+
+use rayon::prelude::*;
 
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +103,15 @@ pub fn attention_one(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: AttnSha
     }
 }
 
+/// [`attention`] in f32 for `T` new queries at positions `pos0..pos0+T` (a prompt's prefill),
+/// the rows in parallel on the current rayon pool: row `t` is [`attention_one`] at `pos0 + t`.
+/// Shapes as [`attention`]'s.
+pub fn attention_rows(q: &[f32], k: &[f32], v: &[f32], pos0: usize, shape: AttnShape, out: &mut [f32]) {
+    let q_row = shape.n_heads * shape.head_dim;
+    assert!(q.len() % q_row == 0 && out.len() == q.len(), "invariant: attention shapes agree");
+    out.par_chunks_mut(q_row).zip(q.par_chunks(q_row)).enumerate().for_each(|(t, (o, qt))| attention_one(qt, k, v, pos0 + t, shape, o));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +153,24 @@ mod tests {
         attention_one(&q, &kv, &vv, s_len - 1, shape, &mut fast);
         for (a, b) in fast.iter().zip(&slow) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn prefill_rows_agree_with_reference_after_a_cached_prefix() {
+        // 5 cached positions, then 32 new queries (more rows than threads, uneven key counts).
+        let shape = AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 16 };
+        let (pos0, t_len) = (5, 32);
+        let s_len = pos0 + t_len;
+        let k: Vec<f32> = (0..s_len * 32).map(|i| ((i * 29 % 83) as f32 - 41.0) / 20.0).collect();
+        let v: Vec<f32> = (0..s_len * 32).map(|i| ((i * 31 % 89) as f32 - 44.0) / 30.0).collect();
+        let q: Vec<f32> = (0..t_len * 96).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+        let (mut slow, mut fast) = (vec![0.0; q.len()], vec![f32::NAN; q.len()]);
+        attention(&q, &k, &v, pos0, shape, &mut slow);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| attention_rows(&q, &k, &v, pos0, shape, &mut fast));
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "element {i}: {a} vs {b}");
         }
     }
 }
