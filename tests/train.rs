@@ -3,6 +3,8 @@
 //! run, the loss goes down, the checkpoints are Hugging Face folders labflow's own loader reads
 //! back to the same losses, a rerun trains nothing, and `kill -9` mid-phase then a rerun ends
 //! with the same weights, byte for byte, as a run that was never interrupted.
+//! And SmolLM2-135M itself tuned a few steps through both phases on mixes made from the real
+//! taxonomy by `labflow generate` and `labflow mix`.
 
 mod common;
 
@@ -26,7 +28,7 @@ fn run(recipe: &recipe::Recipe, out: &Path, max_steps: Option<u64>) -> TrainRepo
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let loc = Location::open_or_create(out.to_str().unwrap()).unwrap();
-        let job = TrainJob { recipe, recipe_dir: Some(repo().join("pipelines/train")), out: &loc, threads: 2, max_steps };
+        let job = TrainJob { recipe, recipe_dir: Some(repo().join("pipelines/train")), out: &loc, threads: 2, max_steps, on_change: train::OnChange::Refuse };
         train::train(job, &mut |_| {}).await.expect("training runs")
     })
 }
@@ -131,6 +133,113 @@ fn kill_9_mid_phase_then_rerun_ends_with_the_weights_of_an_uninterrupted_run() {
         assert_eq!(a["last_loss"], b["last_loss"]);
     }
     drop(cleanup);
+}
+
+/// The trainer on real parts, kept small: SmolLM2-135M (the GGUF, dequantised at load) tuned
+/// through both phases on mixes that `labflow generate` (the real taxonomy's chickadee knowledge
+/// leaf and synonyms skill leaf; the deterministic test teacher writes the rows, so their text
+/// is not data, but the documents, chunks and records are the real ones) and `labflow mix` made.
+/// Each phase trains 3 epochs on a handful of records taken from the head of each mix, one
+/// effective batch per epoch, so every step sees the same samples and the loss must go down.
+#[test]
+fn smollm2_tunes_both_phases_on_mixes_made_from_the_real_taxonomy() {
+    let Some(model) = common::model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let labflow = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_labflow")).args(args).output().unwrap();
+        assert!(out.status.success(), "labflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let run = tmp.path().join("run");
+    let (taxonomy, docs) = (common::data("taxonomy"), common::data("docs"));
+    #[rustfmt::skip]
+    labflow(&[
+        "generate", "--taxonomy", taxonomy.to_str().unwrap(), "--docs", docs.to_str().unwrap(), "--pipeline", "simple",
+        "--teacher", "test", "--chunk-tokens", "200", "--output", run.to_str().unwrap(),
+        "--leaf", "knowledge/science/animals/birds/black_capped_chickadee", "--leaf", "compositional_skills/linguistics/synonyms",
+    ]);
+    labflow(&["mix", "--run", run.to_str().unwrap()]);
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for (file, n) in [("knowledge_train_msgs.jsonl", 3), ("skills_train_msgs.jsonl", 4)] {
+        let text = std::fs::read_to_string(run.join("mix").join(file)).unwrap();
+        let head: Vec<&str> = text.lines().take(n).collect();
+        assert_eq!(head.len(), n, "{file} has fewer than {n} records");
+        std::fs::write(data.join(file), head.join("\n") + "\n").unwrap();
+    }
+    let phase = |name: &str, file: &str, batch: usize| {
+        format!(
+            "  - name: {name}\n    data: [{file}]\n    epochs: 3\n    lr: 1.0e-4\n    warmup_steps: 0\n    schedule: constant\n    batch_size: {batch}\n    max_tokens_per_minibatch: 1024\n    max_seq_len: 1024\n    eval_fraction: 0\n    select: last\n"
+        )
+    };
+    let recipe = tmp.path().join("real.yaml");
+    let text = format!(
+        "version: 1\nname: smollm2-small\nbase:\n  model: {}\nseed: 7\nmin_tokens: 10\nphases:\n{}{}",
+        model.display(),
+        phase("knowledge", "knowledge_train_msgs.jsonl", 3),
+        phase("skills", "skills_train_msgs.jsonl", 4)
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let out = tmp.path().join("train");
+    let (recipe_s, data_s, out_s) = (recipe.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let stdout = labflow(&["train", "--recipe", recipe_s, "--mix", data_s, "--output", out_s, "--threads", "2", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).expect("the --json report");
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{report}");
+    for (p, n) in phases.iter().zip([3, 4]) {
+        assert_eq!(p["train_samples"], n, "every record is trained on: {p}");
+        assert_eq!(p["steps"], 3, "{p}");
+        let (first, last) = (p["first_loss"].as_f64().unwrap(), p["last_loss"].as_f64().unwrap());
+        assert!(last < first, "phase {}: loss {first} → {last} did not go down", p["name"]);
+    }
+    let chosen = PathBuf::from(report["final_checkpoint"].as_str().expect("a final checkpoint"));
+    let tuned = labflow::model::Model::load(&chosen).expect("labflow loads the tuned checkpoint");
+    assert_eq!(tuned.config().hidden, 576, "SmolLM2-135M's width");
+    transformers_agrees(&chosen, &tuned);
+}
+
+#[test]
+fn a_pluggable_scorer_chooses_the_checkpoint_and_bad_scorers_are_refused() {
+    if common::model().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let smoke = std::fs::read_to_string(repo().join("pipelines/train/smoke.yaml")).unwrap();
+    // Phase 1: a checkpoint every step (8 samples); the scorer likes the first one best.
+    let with = |scorer: &str| {
+        let old = "    keep_last: 2\n    eval_fraction: 0.1\n";
+        assert!(smoke.contains(old));
+        let text = smoke.replacen(old, &format!("    keep_last: 1\n    eval_fraction: 0.1\n    save_every_samples: 8\n    select: score\n    scorer: {scorer}\n"), 1);
+        std::fs::write(tmp.path().join("scored.yaml"), text).unwrap();
+        recipe::load(&DirSource(tmp.path().to_path_buf()), "scored.yaml")
+    };
+    let recipe = with(r#"[sh, -c, 'case "$0" in *samples_8) echo "scored"; echo 10 ;; *) echo 1 ;; esac']"#).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let out = tmp.path().join("out");
+    let loc = Location::open_or_create(out.to_str().unwrap()).unwrap();
+    let job = |recipe| TrainJob { recipe, recipe_dir: Some(repo().join("pipelines/train")), out: &loc, threads: 2, max_steps: Some(3), on_change: train::OnChange::Refuse };
+    let report = rt.block_on(train::train(job(&recipe), &mut |_| {})).expect("training runs");
+    let p = &report.phases[0];
+    assert_eq!(p.chosen.dir, "phase-1-knowledge/samples_8", "{p:?}");
+    assert_eq!(p.chosen.score, Some(10.0));
+    // The best is kept beside the newest one (keep_last: 1), and phase 2 started from it.
+    let kept: Vec<&str> = p.checkpoints.iter().map(|c| c.dir.as_str()).collect();
+    assert_eq!(kept, ["phase-1-knowledge/samples_8", "phase-1-knowledge/samples_24"], "{p:?}");
+    assert!(out.join("phase-1-knowledge/samples_8/model.safetensors").is_file());
+    assert!(!out.join("phase-1-knowledge/samples_16/model.safetensors").exists(), "neither best nor newest: rotated away");
+
+    // A scorer that prints no number stops the run with what it printed.
+    let recipe = with("[sh, -c, 'echo fine']").unwrap();
+    let loc2 = Location::open_or_create(tmp.path().join("out2").to_str().unwrap()).unwrap();
+    let job2 = TrainJob { out: &loc2, ..job(&recipe) };
+    let e = rt.block_on(train::train(job2, &mut |_| {})).unwrap_err().to_string();
+    assert!(e.contains("printed \"fine\" last") && e.contains("a number"), "{e}");
+    let e = with("[]").unwrap_err().to_string();
+    assert!(e.contains("phases[0].scorer") && e.contains("needs a program"), "{e}");
+    let old = "    keep_last: 2\n    eval_fraction: 0.1\n";
+    std::fs::write(tmp.path().join("s.yaml"), smoke.replacen(old, &format!("{old}    select: score\n"), 1)).unwrap();
+    let e = recipe::load(&DirSource(tmp.path().to_path_buf()), "s.yaml").unwrap_err().to_string();
+    assert!(e.contains("select: score needs `scorer"), "{e}");
 }
 
 /// tests/reference/train_load_check.py on the folder: transformers' logits after a few tokens

@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use labflow::pipeline::DirSource;
 use labflow::store::Location;
-use labflow::train::{self, recipe, Progress, TrainJob};
-use std::path::Path;
+use labflow::train::{self, recipe, OnChange, Progress, TrainJob};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -34,7 +34,9 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-pub async fn train(args: TrainArgs) -> Result<ExitCode> {
+/// The recipe `args` name with `--mix` applied, the folder its paths start from, and the
+/// output (its spec and location).
+fn prepare(args: &TrainArgs) -> Result<(recipe::Recipe, PathBuf, String, Location)> {
     let path = Path::new(&args.recipe);
     if !path.is_file() {
         anyhow::bail!("no recipe file `{}`; pipelines/train/ holds lab-multiphase.yaml and smoke.yaml", args.recipe);
@@ -53,6 +55,21 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode> {
     }
     let out_spec = args.output.clone().unwrap_or_else(|| format!("train-out/{}", recipe.name));
     let out = Location::open_or_create(&out_spec).with_context(|| format!("cannot open the output `{out_spec}`"))?;
+    Ok((recipe, dir, out_spec, out))
+}
+
+/// The phases of the recipe `args` name, and the fingerprint a state must have to be resumed
+/// by them ([`train::fingerprint`]).
+pub async fn fingerprint(args: &TrainArgs) -> Result<(usize, String)> {
+    let (recipe, dir, _, out) = prepare(args)?;
+    let job = TrainJob { recipe: &recipe, recipe_dir: Some(dir), out: &out, threads: 1, max_steps: args.max_steps, on_change: OnChange::Refuse };
+    Ok((recipe.phases.len(), train::fingerprint(&job).await?))
+}
+
+/// Trains as `args` say, with a progress bar on stderr (none with `--json`); returns the report
+/// and the output written.
+pub async fn execute(args: &TrainArgs, on_change: OnChange) -> Result<(train::TrainReport, String)> {
+    let (recipe, dir, out_spec, out) = prepare(args)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let bar = indicatif::ProgressBar::new(0);
     if args.json {
@@ -84,9 +101,14 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode> {
             }
         }
     };
-    let job = TrainJob { recipe: &recipe, recipe_dir: Some(dir), out: &out, threads, max_steps: args.max_steps };
-    let report = train::train(job, &mut on_progress).await?;
+    let job = TrainJob { recipe: &recipe, recipe_dir: Some(dir), out: &out, threads, max_steps: args.max_steps, on_change };
+    let report = train::train(job, &mut on_progress).await;
     bar.finish_and_clear();
+    Ok((report?, out_spec))
+}
+
+pub async fn train(args: TrainArgs) -> Result<ExitCode> {
+    let (report, out_spec) = execute(&args, OnChange::Refuse).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -147,6 +147,9 @@ pub struct Checkpoint {
     pub step: u64,
     /// Mean loss per target on the held-out samples (None without any).
     pub heldout_loss: Option<f64>,
+    /// What the phase's scorer said of it (`select: score`), higher is better.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// Where a run stands: everything but the tensors of the full state.
@@ -177,6 +180,12 @@ pub struct State {
     pub reports: Vec<super::PhaseReport>,
 }
 
+/// The newest state's bookkeeping (where the run is), without its tensors.
+pub async fn read_progress(out: &Location) -> Result<Option<State>, TrainError> {
+    let Some(bytes) = dataset::read_bytes(out, LATEST).await? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| TrainError::Checkpoint(format!("{}: {e}; delete the output folder's state/ to start over", out.child(LATEST))))
+}
+
 /// Writes the full state: tensors into a fresh `state/step-…/`, then the pointer, then deletes
 /// the state folder the pointer named before.
 pub async fn write_state(out: &Location, state: &State, tensors: &[(String, Vec<usize>, &[f32])], previous: Option<&str>) -> Result<(), TrainError> {
@@ -191,8 +200,7 @@ pub async fn write_state(out: &Location, state: &State, tensors: &[(String, Vec<
 
 /// The newest full state, if any: its description and tensors.
 pub async fn read_state(out: &Location) -> Result<Option<(State, HashMap<String, Vec<f32>>)>, TrainError> {
-    let Some(bytes) = dataset::read_bytes(out, LATEST).await? else { return Ok(None) };
-    let state: State = serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint(format!("{}: {e}; delete the output folder's state/ to start over", out.child(LATEST))))?;
+    let Some(state) = read_progress(out).await? else { return Ok(None) };
     let path = format!("state/{}/state.safetensors", state.tensors);
     let bytes = dataset::read_bytes(out, &path).await?.ok_or_else(|| TrainError::Checkpoint(format!("{}: missing, though {LATEST} names it", out.child(&path))))?;
     let tensors = read_safetensors(&bytes, &path)?;

@@ -23,7 +23,7 @@ pub mod run;
 
 pub use recipe::Recipe;
 pub use report::{PhaseReport, TrainReport};
-pub use run::{train, Progress, TrainJob};
+pub use run::{fingerprint, train, OnChange, Progress, TrainJob};
 
 use crate::mix::MixError;
 use crate::model::ModelError;

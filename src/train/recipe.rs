@@ -101,10 +101,16 @@ pub struct Phase {
     /// two or more). Default 0.05.
     #[serde(default = "default_eval_fraction")]
     pub eval_fraction: f64,
-    /// How the phase's checkpoint is chosen: `heldout_loss` (lowest) or `last`. Default
-    /// heldout_loss.
+    /// How the phase's checkpoint is chosen: `heldout_loss` (lowest), `last`, or `score` (the
+    /// highest number `scorer` prints). Default heldout_loss.
     #[serde(default)]
     pub select: Select,
+    /// The pluggable scorer of `select: score`: a command (program and arguments) run on every
+    /// checkpoint with its folder appended as the last argument; the last line it prints is the
+    /// checkpoint's score, higher is better (an evaluation on a benchmark, a judge). The output
+    /// must be a local folder.
+    #[serde(default)]
+    pub scorer: Option<Vec<String>>,
 }
 
 /// Learning-rate schedule after warm-up.
@@ -127,6 +133,8 @@ pub enum Select {
     HeldoutLoss,
     /// The last one.
     Last,
+    /// The highest score from the phase's `scorer`.
+    Score,
 }
 
 fn default_seed() -> u64 {
@@ -246,6 +254,12 @@ fn check(r: &Recipe, loaded: &Loaded) -> Result<(), PipelineError> {
         }
         if p.select == Select::HeldoutLoss && p.eval_fraction == 0.0 {
             return bad("select", "select: heldout_loss needs eval_fraction > 0 (or use select: last)".into());
+        }
+        match (&p.select, &p.scorer) {
+            (Select::Score, None) => return bad("select", "select: score needs `scorer: [PROGRAM, ARGS...]`, run on each checkpoint folder".into()),
+            (Select::Score, Some(c)) if c.is_empty() || c[0].is_empty() => return bad("scorer", "scorer needs a program to run".into()),
+            (Select::HeldoutLoss | Select::Last, Some(_)) => return bad("scorer", "scorer is used only with select: score".into()),
+            _ => {}
         }
     }
     Ok(())

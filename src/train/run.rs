@@ -36,6 +36,19 @@ pub struct TrainJob<'a> {
     pub threads: usize,
     /// Cap on each phase's optimizer steps (a quick look at any recipe).
     pub max_steps: Option<u64>,
+    /// What to do when the output holds a run of another recipe, other data or another
+    /// `max_steps`.
+    pub on_change: OnChange,
+}
+
+/// See [`TrainJob::on_change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop with an error that says so (nothing is deleted).
+    Refuse,
+    /// Delete what the output holds and train from the base again (training cannot be
+    /// incremental: new data means new weights from the first step).
+    Restart,
 }
 
 /// What the loop reports as it goes.
@@ -78,17 +91,44 @@ pub async fn train(job: TrainJob<'_>, progress: &mut (dyn FnMut(&Progress) + Sen
     train_on(&cpu, job, progress).await
 }
 
+/// A hash of every record every phase reads, in order: a run's state belongs to this data.
+async fn data_fingerprint(recipe: &Recipe, dir: Option<&std::path::Path>) -> Result<String, TrainError> {
+    let mut h = blake3::Hasher::new();
+    for phase in &recipe.phases {
+        for d in &phase.data {
+            let mut line = Vec::new();
+            for r in crate::mix::read_dataset(d, dir).await? {
+                line.clear();
+                r.write_json_line(&mut line);
+                h.update(&line);
+            }
+            h.update(b"\0");
+        }
+    }
+    Ok(h.finalize().to_hex()[..16].to_string())
+}
+
+/// What a run's state belongs to: the recipe, every record its phases read, and `max_steps`.
+/// A state with another fingerprint is not resumed ([`OnChange`]).
+pub async fn fingerprint(job: &TrainJob<'_>) -> Result<String, TrainError> {
+    let data = data_fingerprint(job.recipe, job.recipe_dir.as_deref()).await?;
+    Ok(format!("{}-{data}-{}", job.recipe.fingerprint(), job.max_steps.map_or("all".to_string(), |n| format!("max{n}"))))
+}
+
 /// Trains `job` on `backend`.
 pub async fn train_on<B: Backend>(backend: &B, job: TrainJob<'_>, progress: &mut (dyn FnMut(&Progress) + Send)) -> Result<TrainReport, TrainError> {
     let recipe = job.recipe;
     let dir = job.recipe_dir.as_deref();
     let mut base = base::load(backend, &recipe.base, dir, recipe.seed)?;
-    let fingerprint = format!("{}-{}", recipe.fingerprint(), job.max_steps.map_or("all".to_string(), |n| format!("max{n}")));
+    let fingerprint = fingerprint(&job).await?;
+    if job.on_change == OnChange::Restart && checkpoint::read_progress(job.out).await?.is_some_and(|s| s.recipe != fingerprint) {
+        checkpoint::delete_folder(job.out, "").await?;
+    }
     let (mut state, mut resume) = match checkpoint::read_state(job.out).await? {
         Some((s, t)) if s.recipe == fingerprint => (s, Some(t)),
         Some(_) => {
             return Err(TrainError::Plan(format!(
-                "{} holds a run of another recipe (or another --max-steps); give a new --output, or delete that folder to start over",
+                "{} holds a run of another recipe, other data or another --max-steps; give a new --output, or delete that folder to start over",
                 job.out.display
             )))
         }
@@ -189,7 +229,7 @@ pub async fn train_on<B: Backend>(backend: &B, job: TrainJob<'_>, progress: &mut
         // The phase is done: choose, report, move on.
         let chosen = match phase.select {
             Select::Last => state.checkpoints.last(),
-            Select::HeldoutLoss => state.checkpoints.iter().min_by(|a, b| a.heldout_loss.unwrap_or(f64::INFINITY).total_cmp(&b.heldout_loss.unwrap_or(f64::INFINITY))),
+            Select::HeldoutLoss | Select::Score => best(&state.checkpoints, phase.select),
         }
         .cloned()
         .ok_or_else(|| TrainError::Plan(format!("phase {:?} ended without a checkpoint", phase.name)))?;
@@ -231,6 +271,34 @@ pub async fn train_on<B: Backend>(backend: &B, job: TrainJob<'_>, progress: &mut
     Ok(report)
 }
 
+/// The best checkpoint by `select`: the lowest held-out loss, or the highest score (the first
+/// of equals); `None` for `last`.
+fn best(checkpoints: &[Checkpoint], select: Select) -> Option<&Checkpoint> {
+    let key = |c: &Checkpoint| match select {
+        Select::HeldoutLoss => c.heldout_loss.unwrap_or(f64::INFINITY),
+        Select::Score => -c.score.unwrap_or(f64::NEG_INFINITY),
+        Select::Last => 0.0,
+    };
+    (select != Select::Last).then(|| checkpoints.iter().min_by(|a, b| key(a).total_cmp(&key(b)))).flatten()
+}
+
+/// Runs the phase's scorer on checkpoint `rel`: the last line it prints, as a number.
+fn score(command: &[String], out: &Location, rel: &str) -> Result<f64, TrainError> {
+    let Some(root) = &out.local_root else {
+        return Err(TrainError::Plan(format!("select: score runs its scorer on a local checkpoint folder; {} is not a local folder", out.display)));
+    };
+    let dir = root.join(rel);
+    let shown = format!("{} {}", command.join(" "), dir.display());
+    let run = std::process::Command::new(&command[0]).args(&command[1..]).arg(&dir).output();
+    let output = run.map_err(|e| TrainError::Plan(format!("scorer `{shown}` could not start: {e}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(TrainError::Plan(format!("scorer `{shown}` failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    last.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| TrainError::Plan(format!("scorer `{shown}` printed {last:?} last; it must print the checkpoint's score (a number) as its last line")))
+}
+
 /// Writes a checkpoint of the current weights (with its held-out loss), rotates the old ones,
 /// then writes the full state.
 #[allow(clippy::too_many_arguments)]
@@ -252,14 +320,18 @@ async fn save<B: Backend>(
     let rel = format!("{phase_dir}/samples_{}", state.samples);
     let config = checkpoint::hf_config_json(model.config(), model.tied(), base.bos_eos.0, base.bos_eos.1);
     checkpoint::write_hf(job.out, &rel, &named, &config, &base.tokenizer_files).await?;
-    let ckpt = Checkpoint { dir: rel, samples: state.samples, step: state.phase_step, heldout_loss };
+    let score = match &phase.scorer {
+        Some(command) if phase.select == Select::Score => Some(score(command, job.out, &rel)?),
+        _ => None,
+    };
+    let ckpt = Checkpoint { dir: rel, samples: state.samples, step: state.phase_step, heldout_loss, score };
     state.checkpoints.push(ckpt.clone());
-    // Keep the newest `keep_last`, and the best so far when choosing by held-out loss.
-    let best = state.checkpoints.iter().min_by(|a, b| a.heldout_loss.unwrap_or(f64::INFINITY).total_cmp(&b.heldout_loss.unwrap_or(f64::INFINITY))).map(|c| c.dir.clone());
+    // Keep the newest `keep_last`, and the best so far when choosing by held-out loss or score.
+    let best = best(&state.checkpoints, phase.select).map(|c| c.dir.clone());
     let n = state.checkpoints.len();
     let mut kept = Vec::new();
     for (i, c) in std::mem::take(&mut state.checkpoints).into_iter().enumerate() {
-        if i + phase.keep_last >= n || (phase.select == Select::HeldoutLoss && Some(&c.dir) == best.as_ref()) {
+        if i + phase.keep_last >= n || (phase.select != Select::Last && Some(&c.dir) == best.as_ref()) {
             kept.push(c);
         } else {
             checkpoint::delete_folder(job.out, &c.dir).await?;
