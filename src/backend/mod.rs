@@ -44,6 +44,11 @@ pub trait Backend: Send + Sync {
 
     /// `n` zeros.
     fn zeros(&self, n: usize) -> Self::Buf;
+    /// Hands a buffer back for a later [`Backend::zeros`] to reuse (a pass allocates the same
+    /// shapes every step; reusing them saves the page faults of fresh memory). Default: dropped.
+    fn recycle(&self, buf: Self::Buf) {
+        drop(buf);
+    }
     /// A copy of host data.
     fn upload(&self, data: &[f32]) -> Self::Buf;
     /// The buffer's contents, on the host.

@@ -97,6 +97,16 @@ struct Saved<B: Backend> {
     up: B::Buf,
 }
 
+impl<B: Backend> Saved<B> {
+    /// Hands every buffer back to the backend.
+    fn recycle(self, b: &B) {
+        let Saved { x_in, rstd1, q, k, v, o, lse, x_mid, rstd2, gate, up } = self;
+        for buf in [x_in, rstd1, q, k, v, o, lse, x_mid, rstd2, gate, up] {
+            b.recycle(buf);
+        }
+    }
+}
+
 impl<B: Backend> Trainable<B> {
     /// The model's weights, uploaded in Hugging Face layout (a GGUF llama file's Q/K rows are
     /// un-permuted, [`Model::to_hf_tensors`]).
@@ -252,22 +262,34 @@ impl<B: Backend> Trainable<B> {
             b.matmul_wt(&h, &w[ix.down], &mut x_out, f);
             b.add_assign(&mut x_out, &x_mid);
             let x_in = std::mem::replace(&mut x, x_out);
+            for buf in [n, h] {
+                b.recycle(buf);
+            }
+            let s = Saved { x_in, rstd1, q, k, v, o, lse, x_mid, rstd2, gate, up };
             if training {
-                saved.push(Saved { x_in, rstd1, q, k, v, o, lse, x_mid, rstd2, gate, up });
+                saved.push(s);
+            } else {
+                s.recycle(b);
             }
         }
         let (mut xf, mut rstdf) = (b.zeros(t * c), b.zeros(t));
         b.rmsnorm(&x, &w[self.norm_ix()], eps, &mut xf, &mut rstdf);
         let head = &w[self.head_ix()];
         let Some((g, scale)) = grads.as_mut() else {
-            return b.head_cross_entropy(&xf, head, &batch.targets, None);
+            let losses = b.head_cross_entropy(&xf, head, &batch.targets, None);
+            for buf in [xf, rstdf, x] {
+                b.recycle(buf);
+            }
+            return losses;
         };
 
         let mut dxf = b.zeros(t * c);
         let losses = b.head_cross_entropy(&xf, head, &batch.targets, Some((&mut dxf, &mut g[self.head_ix()], *scale)));
         let mut dx = b.zeros(t * c);
         b.rmsnorm_backward(&x, &w[self.norm_ix()], &rstdf, &dxf, &mut dx, &mut g[self.norm_ix()]);
-        drop((xf, dxf, x));
+        for buf in [xf, dxf, x, rstdf] {
+            b.recycle(buf);
+        }
         let (mut n, mut scratch) = (b.zeros(t * c), b.zeros(t));
         let (mut h, mut dh, mut dgate, mut dup) = (b.zeros(t * f), b.zeros(t * f), b.zeros(t * f), b.zeros(t * f));
         let (mut dout, mut dq, mut dk, mut dv) = (b.zeros(t * qd), b.zeros(t * qd), b.zeros(t * kvd), b.zeros(t * kvd));
@@ -308,8 +330,13 @@ impl<B: Backend> Trainable<B> {
             b.matmul_tn_acc(&dv, &n, &mut g[ix.wv], c);
             // dx becomes ∂L/∂x_in.
             b.rmsnorm_backward(&s.x_in, &w[ix.attn_norm], &s.rstd1, &dn, &mut dx, &mut g[ix.attn_norm]);
+            b.recycle(dn);
+            s.recycle(b);
         }
         b.embed_backward(&dx, &batch.tokens, &mut g[0]);
+        for buf in [dx, n, scratch, h, dh, dgate, dup, dout, dq, dk, dv] {
+            b.recycle(buf);
+        }
         losses
     }
 }

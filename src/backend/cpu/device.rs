@@ -10,14 +10,21 @@ use crate::backend::{AdamW, AttnShape, Backend, Rope};
 pub struct Cpu {
     threads: usize,
     pool: rayon::ThreadPool,
+    /// Buffers handed back by [`Backend::recycle`], for [`Backend::zeros`] to reuse.
+    free: std::sync::Mutex<Vec<Vec<f32>>>,
 }
+
+/// Buffers smaller than this are not kept (the allocator serves them well).
+const KEEP_MIN: usize = 1 << 14;
+/// At most this many buffers are kept.
+const KEEP_MAX: usize = 256;
 
 impl Cpu {
     /// A backend on `threads` threads (at least 1).
     pub fn new(threads: usize) -> Result<Cpu, rayon::ThreadPoolBuildError> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("labflow-cpu-{i}")).build()?;
-        Ok(Cpu { threads, pool })
+        Ok(Cpu { threads, pool, free: std::sync::Mutex::new(Vec::new()) })
     }
 
     /// Its thread count.
@@ -38,7 +45,28 @@ impl Backend for Cpu {
     }
 
     fn zeros(&self, n: usize) -> Vec<f32> {
+        if n >= KEEP_MIN {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            // The smallest kept buffer that holds n.
+            let best = free.iter().enumerate().filter(|(_, b)| b.capacity() >= n).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut b = free.swap_remove(i);
+                drop(free);
+                b.clear();
+                b.resize(n, 0.0);
+                return b;
+            }
+        }
         vec![0.0; n]
+    }
+
+    fn recycle(&self, buf: Vec<f32>) {
+        if buf.capacity() >= KEEP_MIN {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            if free.len() < KEEP_MAX {
+                free.push(buf);
+            }
+        }
     }
 
     fn upload(&self, data: &[f32]) -> Vec<f32> {
