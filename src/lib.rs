@@ -5,7 +5,9 @@
 //! validates the `qna.yaml` tree, [`documents`] resolves, reads and chunks knowledge documents,
 //! [`seeds`] turns a leaf (and its chunks) into the Arrow rows a pipeline starts from, and
 //! [`store`] turns URLs into object stores; [`teacher`] talks to teacher models and [`serve`]
-//! puts any of them behind an OpenAI-compatible HTTP server. The `labflow` binary (`src/main.rs`,
+//! puts any of them behind an OpenAI-compatible HTTP server. [`pipeline`] and [`engine`] generate data,
+//! [`mix`] turns it into training mixes, [`train`] tunes a student on them, and [`project`] reads
+//! the `lab.yaml` that ties the whole run together. The `labflow` binary (`src/main.rs`,
 //! `src/cli/`) is a thin layer over them.
 #![warn(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod mix;
 pub mod model;
 pub mod operators;
 pub mod pipeline;
+pub mod project;
 pub mod seeds;
 pub mod serve;
 pub mod store;

@@ -262,7 +262,8 @@ fn progress_display(progress: Arc<Progress>, names: Vec<String>) -> tokio::task:
     })
 }
 
-pub async fn run(args: GenerateArgs) -> Result<ExitCode> {
+/// The engine's configuration for `args`, its progress counters and the step names they count.
+fn config(args: &GenerateArgs) -> Result<(GenerateConfig, Arc<Progress>, Vec<String>)> {
     let ctx = BuildContext { scale: args.scale, seed: args.seed, max_tokens: args.max_tokens, ..BuildContext::default() };
     let plans: Vec<Arc<Plan>> = load_plans(&args.pipeline, &ctx)?.into_iter().map(Arc::new).collect();
     let taxonomy = Location::open(&args.taxonomy).with_context(|| format!("cannot open the taxonomy `{}`", args.taxonomy))?;
@@ -293,21 +294,37 @@ pub async fn run(args: GenerateArgs) -> Result<ExitCode> {
         run_id,
         progress: Some(Arc::clone(&progress)),
     };
-    if args.dry_run {
-        let plan = dry_run(config).await?;
-        print_dry_run(&plan, args.json)?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    Ok((config, progress, names))
+}
+
+/// What `args` would compute, keep and remove; calls no teacher, writes nothing.
+pub async fn plan(args: &GenerateArgs) -> Result<DryRun> {
+    Ok(dry_run(config(args)?.0).await?)
+}
+
+/// Runs the generation `args` describe with live progress on stderr, where skipped leaves and
+/// warnings go too; prints nothing on stdout.
+pub async fn execute(args: &GenerateArgs) -> Result<Generated> {
+    let (config, progress, names) = config(args)?;
     let ticker = progress_display(progress, names);
     let result = generate(config).await;
     ticker.abort();
-    let Generated { summary, skipped, warnings, increment, .. } = result?;
-    for s in &skipped {
+    let generated = result?;
+    for s in &generated.skipped {
         eprintln!("skipped {}: {}", s.leaf, s.reason);
     }
-    for w in &warnings {
+    for w in &generated.warnings {
         eprintln!("warning: {w}");
     }
+    Ok(generated)
+}
+
+pub async fn run(args: GenerateArgs) -> Result<ExitCode> {
+    if args.dry_run {
+        print_dry_run(&plan(&args).await?, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Generated { summary, skipped, increment, .. } = execute(&args).await?;
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["skipped"] = serde_json::to_value(&skipped)?;

@@ -50,7 +50,7 @@ pub struct SqlArgs {
 }
 
 /// A recipe name or file: (the recipe, the folder its relative paths start from).
-fn load_recipe(spec: &str) -> Result<(recipe::Recipe, Option<std::path::PathBuf>)> {
+pub fn load_recipe(spec: &str) -> Result<(recipe::Recipe, Option<std::path::PathBuf>)> {
     let path = Path::new(spec);
     if path.is_file() {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -84,13 +84,18 @@ fn child(url: &str, name: &str) -> String {
     format!("{}/{name}", url.trim_end_matches('/'))
 }
 
-pub async fn mix(args: MixArgs) -> Result<ExitCode> {
+/// Mixes as `args` say, returning the report and the folder written; prints nothing.
+pub async fn execute(args: &MixArgs) -> Result<(mix::MixReport, String)> {
     let (recipe, recipe_dir) = load_recipe(&args.recipe)?;
     let run = Location::open(&args.run).with_context(|| format!("cannot open the run folder `{}`", args.run))?;
     let out_spec = args.output.clone().unwrap_or_else(|| child(&args.run, "mix"));
     let out = Location::open_or_create(&out_spec).with_context(|| format!("cannot open the mix folder `{out_spec}`"))?;
     let measure = measure(args.tokenizer.as_deref())?;
-    let report = mix::mix(MixJob { run: &run, recipe: &recipe, recipe_dir, out: &out, measure }).await?;
+    Ok((mix::mix(MixJob { run: &run, recipe: &recipe, recipe_dir, out: &out, measure }).await?, out_spec))
+}
+
+pub async fn mix(args: MixArgs) -> Result<ExitCode> {
+    let (report, out_spec) = execute(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

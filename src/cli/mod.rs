@@ -5,6 +5,7 @@
 
 mod generate;
 mod mix;
+mod run;
 mod taxonomy;
 mod teacher;
 mod train;
@@ -45,6 +46,14 @@ enum Command {
     /// checkpoints, metrics, held-out loss to choose each phase's checkpoint, and resume after a
     /// crash from the newest full state.
     Train(train::TrainArgs),
+    /// Run a whole LAB project (lab.yaml) end to end: validate the taxonomy, generate
+    /// incrementally, mix, train the phases. Rerunning does only what changed since: unchanged
+    /// leaves cost no teacher call; an unchanged mix trains nothing, a changed one trains again
+    /// from the base (training is not incremental). Resumes after a crash.
+    Run(run::RunArgs),
+    /// Say what a project's output holds: what is done, what is stale, and what `labflow run`
+    /// would do now (no teacher call, nothing trained).
+    Status(run::StatusArgs),
     /// Show a pipeline's validated plan: steps, columns in and out, teacher calls per row.
     Explain(generate::ExplainArgs),
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
@@ -74,6 +83,8 @@ pub fn main() -> ExitCode {
             Command::Mix(args) => mix::mix(args).await,
             Command::Sql(args) => mix::sql(args).await,
             Command::Train(args) => train::train(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Status(args) => run::status(args).await,
             Command::Serve(args) => teacher::serve(args).await,
             Command::Chat(args) => teacher::chat(args).await,
         }
