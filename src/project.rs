@@ -130,6 +130,9 @@ impl Project {
 /// file's folder.
 pub fn load(path: &Path) -> Result<Project, PipelineError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    // Absolute, so that paths joined later (the mix folder inside the output, read from the
+    // training recipe's folder) do not start from two places.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let (loaded, value) = Loaded::read(&DirSource(dir.clone()), name)?;
     if !value.is_object() {
@@ -209,7 +212,8 @@ mod tests {
     fn relative_paths_start_at_the_file_and_names_pass_through() {
         let tmp = tempfile::tempdir().unwrap();
         let p = write(tmp.path(), GOOD).unwrap();
-        let d = tmp.path().display();
+        let d = std::path::absolute(tmp.path()).unwrap();
+        let d = d.display();
         assert_eq!(p.taxonomy, format!("{d}/taxonomy"));
         assert_eq!(p.output, format!("{d}/out"));
         assert_eq!(p.train.recipe, format!("{d}/train.yaml"));
@@ -222,6 +226,33 @@ mod tests {
         let p = write(tmp.path(), &GOOD.replace("output: out", "output: s3://bucket/lab")).unwrap();
         assert_eq!(p.output, "s3://bucket/lab");
         assert_eq!(p.train_output(), "s3://bucket/lab/train");
+    }
+
+    #[test]
+    fn a_relative_project_path_gives_absolute_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("lab.yaml"), GOOD).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(tmp.path(), &cwd);
+        let p = load(&rel.join("lab.yaml")).unwrap();
+        assert!(Path::new(&p.output).is_absolute() && Path::new(&p.train.recipe).is_absolute(), "{p:?}");
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(canon(Path::new(&p.output).parent().unwrap()), canon(tmp.path()));
+        assert!(p.output.ends_with("/out"));
+    }
+
+    /// `to` as a path relative to `from` (both absolute), through `..`s.
+    fn pathdiff(to: &Path, from: &Path) -> std::path::PathBuf {
+        let (t, f): (Vec<_>, Vec<_>) = (to.components().collect(), from.components().collect());
+        let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+        let mut out = std::path::PathBuf::new();
+        for _ in common..f.len() {
+            out.push("..");
+        }
+        for c in &t[common..] {
+            out.push(c);
+        }
+        out
     }
 
     #[test]

@@ -18,8 +18,9 @@ use super::train::TrainArgs;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The project file (examples/quickstart/lab.yaml shows every key). Rerunning it does only
-    /// what changed: unchanged leaves cost no teacher call, an unchanged mix no training step.
+    /// The project file (`lab.yaml`: the README's `labflow run` section lists every key;
+    /// examples/quickstart/lab.yaml is one). Rerunning it does only what changed: unchanged
+    /// leaves cost no teacher call, an unchanged mix no training step.
     pub project: String,
     /// Print the summary as JSON: `teacher_calls` and `train_steps` count the work this
     /// invocation did.

@@ -5,6 +5,7 @@ use clap::Args;
 use labflow::pipeline::DirSource;
 use labflow::store::Location;
 use labflow::train::{self, recipe, OnChange, Progress, TrainJob};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -81,6 +82,9 @@ pub async fn execute(args: &TrainArgs, on_change: OnChange) -> Result<(train::Tr
             .progress_chars("=> "),
     );
     let quiet = args.json;
+    // Without a terminal the bar draws nothing: say each step on a line of its own instead.
+    let lines = !quiet && !std::io::stderr().is_terminal();
+    let say = |line: String| if lines { eprintln!("{line}") } else { bar.println(line) };
     let mut on_progress = |p: &Progress| match p {
         Progress::Phase { name, done, total, samples } => {
             bar.set_prefix(name.clone());
@@ -88,16 +92,19 @@ pub async fn execute(args: &TrainArgs, on_change: OnChange) -> Result<(train::Tr
             bar.set_position(*done);
             bar.reset_eta();
             if !quiet {
-                bar.println(format!("phase {name}: {} samples to train, {} held out, {total} steps{}", samples.0, samples.1, if *done > 0 { format!(" (resuming after step {done})") } else { String::new() }));
+                say(format!("phase {name}: {} samples to train, {} held out, {total} steps{}", samples.0, samples.1, if *done > 0 { format!(" (resuming after step {done})") } else { String::new() }));
             }
         }
         Progress::Step { step, loss, lr, tokens_per_s } => {
             bar.set_position(*step);
             bar.set_message(format!("loss {loss:.4}, lr {lr:.2e}, {tokens_per_s:.0} tok/s"));
+            if lines {
+                eprintln!("step {step}/{}: loss {loss:.4}, lr {lr:.2e}, {tokens_per_s:.0} tok/s", bar.length().unwrap_or(0));
+            }
         }
         Progress::Checkpoint { dir, heldout_loss } => {
             if !quiet {
-                bar.println(format!("checkpoint {dir}{}", heldout_loss.map(|l| format!(" (held-out loss {l:.4})")).unwrap_or_default()));
+                say(format!("checkpoint {dir}{}", heldout_loss.map(|l| format!(" (held-out loss {l:.4})")).unwrap_or_default()));
             }
         }
     };
