@@ -9,7 +9,7 @@
 
 use futures::future::BoxFuture;
 use labflow::serve::{self, ServeOptions};
-use labflow::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
+use labflow::teacher::{Choice, Client, Delta, DeltaSender, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -341,6 +341,109 @@ async fn completions_stream_text_completion_chunks() {
     assert_eq!(chunks[2]["choices"][0]["logprobs"]["tokens"], json!([" a"]));
     assert_eq!(chunks[2]["choices"][0]["logprobs"]["text_offset"], json!([3]));
     assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("stop")));
+}
+
+/// A teacher that sends "Hello", waits for the test to open its gate, then sends " world" and
+/// finishes (or, with `fail`, fails like an upstream server that went away).
+struct GatedTeacher {
+    gate: Arc<tokio::sync::Notify>,
+    fail: bool,
+}
+
+impl Client for GatedTeacher {
+    fn identity(&self) -> String {
+        "gated".into()
+    }
+
+    fn complete<'a>(&'a self, _: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        Box::pin(async { Err(TeacherError::Unsupported("this test teacher only streams".into())) })
+    }
+
+    fn complete_streaming<'a>(&'a self, _: &'a Request, deltas: DeltaSender) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        Box::pin(async move {
+            let _ = deltas.send(Delta { choice: 0, text: "Hello".into() });
+            self.gate.notified().await;
+            if self.fail {
+                return Err(TeacherError::External {
+                    endpoint: "http://upstream".into(),
+                    status: None,
+                    message: "connection reset".into(),
+                    hint: None,
+                    retryable: true,
+                });
+            }
+            let _ = deltas.send(Delta { choice: 0, text: " world".into() });
+            let choice = Choice { text: "Hello world".into(), finish_reason: FinishReason::Stop, logprobs: None };
+            Ok(Response { choices: vec![choice], usage: Usage { prompt_tokens: 2, completion_tokens: 2 } })
+        })
+    }
+
+    fn score<'a>(&'a self, _: &'a Prompt, _: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
+        Box::pin(async { Err(TeacherError::Unsupported("no scores".into())) })
+    }
+}
+
+#[tokio::test]
+async fn streams_are_live_the_first_piece_arrives_while_the_teacher_is_still_generating() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.jsonl");
+    for fail in [false, true] {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let options = ServeOptions { port: 0, access_log: Some(log.clone()), ..ServeOptions::default() };
+        let listener = serve::bind(&options).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let teacher = Arc::new(GatedTeacher { gate: Arc::clone(&gate), fail });
+        tokio::spawn(async move { serve::serve_on(listener, teacher, "gated".into(), &options).await });
+        let mut body = chat_body("hi");
+        body["stream"] = json!(true);
+        let mut reply =
+            reqwest::Client::new().post(format!("http://{address}/v1/chat/completions")).json(&body).send().await.expect("send");
+        assert_eq!(reply.status().as_u16(), 200);
+        let mut seen = String::new();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while !seen.contains(r#""content":"Hello""#) {
+                let chunk = reply.chunk().await.expect("read").expect("the stream goes on");
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await;
+        assert!(first.is_ok(), "the first piece did not arrive while the teacher was generating: {seen:?}");
+        assert!(!seen.contains("finish_reason\":\"stop") && !seen.contains("world"), "{seen}");
+        gate.notify_one();
+        seen.push_str(&reply.text().await.expect("rest of the stream"));
+        let data = events(&seen);
+        let chunks: Vec<Value> = data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).expect("chunk JSON")).collect();
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        if fail {
+            assert_eq!(text, "Hello");
+            let last = chunks.last().expect("chunks");
+            assert_error(last, "upstream_error", None);
+            assert!(last["error"]["message"].as_str().is_some_and(|m| m.contains("connection reset")), "{last}");
+            assert_ne!(data.last().map(String::as_str), Some("[DONE]"), "a failed stream does not end as if complete");
+        } else {
+            assert_eq!(text, "Hello world");
+            assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("stop")));
+            assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+            // The access line is written when the stream is complete, with the answer's counts.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let line = loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(line) = text.lines().next() {
+                    break serde_json::from_str::<Value>(line).expect("access line JSON");
+                }
+                assert!(std::time::Instant::now() < deadline, "no access log line after the stream ended");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            };
+            assert_eq!((&line["status"], &line["completion_tokens"], &line["prompt_tokens"]), (&json!(200), &json!(2), &json!(2)));
+        }
+    }
+    // A teacher failing before its first piece: an ordinary HTTP error, not a stream.
+    let address = start(None).await;
+    let mut body = chat_body("FAIL");
+    body["stream"] = json!(true);
+    let (status, reply) = post(address, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 502);
+    assert_error(&reply, "upstream_error", None);
 }
 
 /// `labflow serve` in front of an HTTP teacher (here: another serve) answers whatever model a

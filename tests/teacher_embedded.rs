@@ -213,3 +213,51 @@ async fn concurrent_seeded_requests_give_the_same_text_as_alone() {
         assert_eq!(a, &b.expect("complete"), "request {i}: alone vs batched with 7 others");
     }
 }
+
+/// `complete_streaming` and what it sent: the response, and each choice's pieces in order.
+async fn streamed(client: &dyn Client, request: &Request) -> (labflow::teacher::Response, Vec<Vec<String>>) {
+    let (deltas, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let response = client.complete_streaming(request, deltas).await.expect("complete_streaming");
+    let mut pieces = vec![Vec::new(); response.choices.len()];
+    while let Some(delta) = rx.recv().await {
+        pieces[delta.choice as usize].push(delta.text);
+    }
+    (response, pieces)
+}
+
+#[tokio::test]
+async fn streaming_sends_the_text_as_it_is_decoded_and_never_takes_a_piece_back() {
+    let Some(t) = teacher() else { return };
+    let story = Prompt::Text("Once upon a time, in a small village by the sea,".into());
+    let chat = Prompt::Chat(vec![ChatMessage::new("user", "Write three short sentences about the sea.")]);
+    // A stop string the greedy text reaches (its second word), so a stop is held back and cut.
+    let free = t.complete(&request(story.clone(), Sampling::greedy(24))).await.expect("complete");
+    let second = format!(" {}", free.choices[0].text.split_whitespace().nth(1).expect("two words"));
+    let requests = [
+        request(story.clone(), Sampling::greedy(24)),
+        request(story, Sampling { stop: vec![second], ..Sampling::greedy(24) }),
+        request(chat.clone(), Sampling { temperature: 1.0, seed: Some(5), n: 2, max_tokens: 40, stop: vec!["\n".into()], ..Sampling::default() }),
+        request(chat, Sampling::greedy(40)),
+    ];
+    for (case, r) in requests.iter().enumerate() {
+        let (response, pieces) = streamed(t, r).await;
+        assert_eq!(response, t.complete(r).await.expect("complete"), "case {case}: streaming changes nothing in the answer");
+        for (choice, sent) in response.choices.iter().zip(&pieces) {
+            assert_eq!(sent.concat(), choice.text, "case {case}: the pieces spell the final text");
+            assert!(sent.iter().all(|p| !p.is_empty()), "case {case}: no empty pieces");
+            if choice.text.split_whitespace().count() >= 3 {
+                assert!(sent.len() >= 3, "case {case}: sent as it was decoded, not whole: {sent:?}");
+            }
+        }
+    }
+
+    // Through the response cache: a miss streams from the model, a hit sends each choice whole.
+    let location = Location::memory(Arc::new(object_store::memory::InMemory::new()), "");
+    let cache = Arc::new(ResponseCache::open(location, CacheConfig::default()).await.expect("open cache"));
+    let cached = CachedClient::new(Arc::new(t.clone()), cache);
+    let (miss, miss_pieces) = streamed(&cached, &requests[3]).await;
+    let (hit, hit_pieces) = streamed(&cached, &requests[3]).await;
+    assert_eq!(miss.choices, hit.choices);
+    assert!(miss_pieces[0].len() >= 3, "a miss streams: {miss_pieces:?}");
+    assert_eq!(hit_pieces, vec![vec![hit.choices[0].text.clone()]], "a hit is sent whole");
+}

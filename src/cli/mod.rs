@@ -59,7 +59,7 @@ enum Command {
     /// Serve a teacher model over an OpenAI-compatible HTTP API (/v1/models,
     /// /v1/chat/completions, /v1/completions, streaming), on 127.0.0.1 unless told otherwise.
     Serve(teacher::ServeArgs),
-    /// Ask a teacher model one chat question (PROMPT, or standard input) and print the answer.
+    /// Ask a teacher model one chat question (PROMPT, or standard input) and print the answer as it is generated.
     Chat(teacher::ChatArgs),
 }
 

@@ -7,8 +7,8 @@ use labflow::serve::{self, ServeOptions};
 use labflow::store::Location;
 use labflow::teacher::cache::{CacheConfig, CachedClient, ResponseCache};
 use labflow::teacher::constraint::Dialect;
-use labflow::teacher::{ChatMessage, Client, HttpConfig, Prompt, Request, Sampling};
-use std::io::Read;
+use labflow::teacher::{ChatMessage, Client, Delta, HttpConfig, Prompt, Request, Sampling};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -186,14 +186,28 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     messages.push(ChatMessage::new("user", prompt.trim_end()));
     let sampling = Sampling { temperature: args.temperature, max_tokens: args.max_tokens, seed: args.seed, ..Sampling::default() };
     let request = Request { model: model_name(&args.model), prompt: Prompt::Chat(messages), sampling };
-    let response = client.complete(&request).await?;
+    // The answer is printed as it is generated (the embedded model streams; other teachers
+    // print it whole when done).
+    let (deltas, mut pieces) = tokio::sync::mpsc::unbounded_channel::<Delta>();
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(piece) = pieces.recv().await {
+            // stdout closed (a pipe's reader left): nothing more to print.
+            if out.write_all(piece.text.as_bytes()).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let response = client.complete_streaming(&request, deltas).await;
+    printer.await.context("the printing task failed")?;
+    let response = response?;
     if let Some(cache) = cache {
         cache.flush().await?;
     }
-    let Some(choice) = response.choices.first() else {
+    if response.choices.is_empty() {
         bail!("the teacher returned no answer");
-    };
-    println!("{}", choice.text);
+    }
+    println!();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -55,6 +55,18 @@ pub fn repeating_tail(ids: &[u32]) -> Option<usize> {
     })
 }
 
+/// How many tokens at the end of `ids` a later [`repeating_tail`] cut could still remove, however
+/// the sequence goes on: the longest run at the end that repeats the tokens one period (1 to 24)
+/// before it. Tokens before that are final, so a stream may send them (`teacher::embedded`).
+///
+/// Why it holds: a cut keeps a repeating run's first period and drops the rest, and the run
+/// that is cut either continues one of the runs counted here (cut at or after its start + period)
+/// or starts later.
+pub fn loop_holdback(ids: &[u32]) -> usize {
+    let n = ids.len();
+    (1..=LOOP_MAX_PERIOD.min(n)).map(|p| (p..n).rev().take_while(|&i| ids[i] == ids[i - p]).count()).max().unwrap_or(0)
+}
+
 /// How to pick tokens. `temperature == 0` is greedy (argmax, ties to the lowest id).
 #[derive(Debug)]
 pub struct Sampler {
@@ -110,6 +122,40 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever follows, a loop cut never removes a token that `loop_holdback` called final.
+        #[test]
+        fn a_loop_cut_never_reaches_before_the_holdback(
+            head in proptest::collection::vec(0u32..4, 0..40),
+            period in proptest::collection::vec(0u32..4, 1..8),
+            repeats in 0usize..20,
+            tail in proptest::collection::vec(0u32..4, 0..30),
+        ) {
+            let mut ids = head;
+            for _ in 0..repeats {
+                ids.extend(&period);
+            }
+            ids.extend(tail);
+            for k in 0..=ids.len() {
+                let last_final = k - loop_holdback(&ids[..k]);
+                for m in k..=ids.len() {
+                    if let Some(cut) = repeating_tail(&ids[..m]) {
+                        proptest::prop_assert!(cut >= last_final, "k {k} m {m} cut {cut} final {last_final}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn holdback_is_the_longest_repeating_run_at_the_end() {
+        assert_eq!(loop_holdback(&[]), 0);
+        assert_eq!(loop_holdback(&[1, 2, 3, 4]), 0);
+        assert_eq!(loop_holdback(&[1, 2, 3, 1, 2]), 2);
+        assert_eq!(loop_holdback(&[5, 5, 5, 5]), 3);
+    }
 
     #[test]
     fn log_softmax_normalises() {

@@ -4,12 +4,14 @@
 //! A line: `{"start": 1764000000.123, "end": 1764000002.456, "method": "POST", "endpoint":
 //! "/v1/completions", "status": 200, "prompts": 2, "n": 3, "prompt_tokens": 40,
 //! "completion_tokens": 600}`. Times are Unix seconds with millisecond precision, taken when the
-//! request arrives and when its response is ready (streaming is simulated, so a stream's body is
-//! complete by then). `prompts`, `n` and the token counts come from the teacher's answer and are
-//! 0 for requests that did not reach it (errors, `/v1/models`).
+//! request arrives and when its answer is complete (for a live stream: when its last chunk is
+//! ready, or when the client went away). `prompts`, `n` and the token counts come from the
+//! teacher's answer and are 0 for requests that did not reach it (errors, `/v1/models`, a
+//! stream the client left).
 //!
-//! The handlers put a [`Served`] into the response's extensions; [`record`] is the middleware
-//! that reads it and writes the line. Lines are written whole with one `write_all` on a file
+//! The handlers put a [`Served`] into the response's extensions, or for a live stream a
+//! [`PendingServed`] that delivers it at the end; [`record`] is the middleware that reads it and
+//! writes the line. Lines are written whole with one `write_all` on a file
 //! opened for appending, so concurrent requests never interleave within a line.
 
 use axum::extract::{Request, State};
@@ -33,6 +35,25 @@ pub struct Served {
     pub prompt_tokens: u64,
     /// Generated tokens over all choices.
     pub completion_tokens: u64,
+}
+
+/// The [`Served`] of a live stream, known only when the stream ends.
+#[derive(Debug, Clone)]
+pub struct PendingServed(Arc<Mutex<Option<tokio::sync::oneshot::Receiver<Served>>>>);
+
+impl PendingServed {
+    /// The sender the stream completes, and the extension the log waits on.
+    pub fn channel() -> (tokio::sync::oneshot::Sender<Served>, PendingServed) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, PendingServed(Arc::new(Mutex::new(Some(rx)))))
+    }
+
+    fn take(&self) -> Option<tokio::sync::oneshot::Receiver<Served>> {
+        match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
 }
 
 /// An open access log.
@@ -96,6 +117,15 @@ pub async fn record(State(log): State<Arc<AccessLog>>, request: Request, next: N
     let method = request.method().to_string();
     let endpoint = request.uri().path().to_string();
     let response = next.run(request).await;
+    if let Some(pending) = response.extensions().get::<PendingServed>().and_then(PendingServed::take) {
+        let status = response.status().as_u16();
+        tokio::spawn(async move {
+            // A stream the client left drops its sender: the line is written with zero counts.
+            let served = pending.await.unwrap_or_default();
+            log.write(&line(start, SystemTime::now(), &method, &endpoint, status, served));
+        });
+        return response;
+    }
     let served = response.extensions().get::<Served>().copied().unwrap_or_default();
     log.write(&line(start, SystemTime::now(), &method, &endpoint, response.status().as_u16(), served));
     response

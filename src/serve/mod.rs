@@ -10,19 +10,21 @@
 //! caching belong to the [`Client`] it is given (the embedded model, an upstream HTTP server,
 //! either behind the response cache).
 //!
-//! Streaming is simulated for now: [`Client::complete`] answers whole, so the server completes
-//! first and then sends the text in pieces (one per token when log-probabilities were asked
-//! for, else one per word). True token streaming arrives with the embedded model's decode loop.
+//! Streaming is live: the text goes out as the teacher decodes it
+//! ([`Client::complete_streaming`]; the embedded model sends pieces from its decode loop, other
+//! clients whole choices as each is done), see `live`. With log-probabilities the answer is
+//! completed first and then sent one token per chunk, each with its log-probabilities.
 //!
 //! It binds 127.0.0.1 unless told otherwise; see [`exposure_warning`]. With
 //! [`ServeOptions::access_log`] it appends one JSON line per request ([`access_log`]).
 //!
 //! [`Client`]: crate::teacher::Client
-//! [`Client::complete`]: crate::teacher::Client::complete
+//! [`Client::complete_streaming`]: crate::teacher::Client::complete_streaming
 
 pub mod access_log;
 mod error;
 mod listen;
+mod live;
 mod parse;
 mod render;
 mod router;

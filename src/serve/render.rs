@@ -166,58 +166,118 @@ fn pieces(choice: &Choice) -> Vec<Piece<'_>> {
     out
 }
 
-/// The `data:` payloads of a streamed answer, in order, ending with `[DONE]`.
-///
-/// The teacher answers whole, so the chunks are cut from finished choices; choices are
-/// interleaved round-robin, one piece each, as a server decoding them together would send.
-pub fn stream(request: &ApiRequest, responses: &[Response], meta: &Meta) -> Vec<String> {
-    let object = match request.endpoint {
-        Endpoint::Chat => "chat.completion.chunk",
-        Endpoint::Completions => "text_completion",
-    };
-    let wrap = |choice: Value| {
+/// The last `data:` payload of every stream.
+pub const DONE: &str = "[DONE]";
+
+/// Builds the `data:` payloads (chunks) of one streamed answer. Owns what it needs, so a live
+/// stream can keep it while the teacher decodes.
+#[derive(Debug, Clone)]
+pub struct Chunks {
+    endpoint: Endpoint,
+    include_usage: bool,
+    echo: bool,
+    meta: Meta,
+}
+
+impl Chunks {
+    /// The chunks of `request`'s answer.
+    pub fn new(request: &ApiRequest, meta: Meta) -> Chunks {
+        Chunks { endpoint: request.endpoint, include_usage: request.include_usage, echo: request.echo, meta }
+    }
+
+    fn wrap(&self, choice: Value) -> String {
+        let object = match self.endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completions => "text_completion",
+        };
         let mut chunk = json!({
-            "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+            "id": self.meta.id, "object": object, "created": self.meta.created, "model": self.meta.model,
             "system_fingerprint": null, "choices": [choice],
         });
-        if request.include_usage {
+        if self.include_usage {
             chunk["usage"] = Value::Null;
         }
         chunk.to_string()
-    };
+    }
+
+    /// What opens choice `index` before its text: chat's role, or the echoed prompt of a
+    /// completion with `echo` (with its length in characters, where the text's offsets start).
+    pub fn opening(&self, index: usize, prompt: &Prompt) -> (Option<String>, usize) {
+        match self.endpoint {
+            Endpoint::Chat => (
+                Some(self.wrap(json!({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))),
+                0,
+            ),
+            Endpoint::Completions if self.echo && !prompt_text(prompt).is_empty() => {
+                let text = prompt_text(prompt);
+                (Some(self.wrap(json!({"text": text, "index": index, "logprobs": null, "finish_reason": null}))), text.chars().count())
+            }
+            Endpoint::Completions => (None, 0),
+        }
+    }
+
+    /// A piece of choice `index`'s text, with its tokens' log-probabilities when asked for;
+    /// `offset` is the piece's character offset in the completion's text.
+    pub fn text(&self, index: usize, text: &str, logprobs: Option<&[TokenLogprob]>, offset: usize) -> String {
+        match self.endpoint {
+            Endpoint::Chat => self.wrap(json!({
+                "index": index, "delta": {"content": text}, "logprobs": logprobs.map(chat_logprobs), "finish_reason": null,
+            })),
+            Endpoint::Completions => self.wrap(json!({
+                "text": text, "index": index, "logprobs": logprobs.map(|t| completions_logprobs(t, offset)), "finish_reason": null,
+            })),
+        }
+    }
+
+    /// The chunk that ends choice `index`.
+    pub fn finish(&self, index: usize, reason: FinishReason) -> String {
+        match self.endpoint {
+            Endpoint::Chat => self.wrap(json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": finish(reason)})),
+            Endpoint::Completions => self.wrap(json!({"text": "", "index": index, "logprobs": null, "finish_reason": finish(reason)})),
+        }
+    }
+
+    /// The usage chunk before `[DONE]`, when `stream_options.include_usage` asked for one.
+    pub fn usage(&self, responses: &[Response]) -> Option<String> {
+        let object = match self.endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completions => "text_completion",
+        };
+        self.include_usage.then(|| {
+            json!({
+                "id": self.meta.id, "object": object, "created": self.meta.created, "model": self.meta.model,
+                "system_fingerprint": null, "choices": [], "usage": usage(responses),
+            })
+            .to_string()
+        })
+    }
+
+    /// Every choice's finish chunk in index order, the usage chunk, and `[DONE]`: the end of a
+    /// stream whose texts were sent.
+    pub fn ending(&self, request: &ApiRequest, responses: &[Response]) -> Vec<String> {
+        let mut out: Vec<String> = indexed(request, responses).map(|(index, _, c)| self.finish(index, c.finish_reason)).collect();
+        out.extend(self.usage(responses));
+        out.push(DONE.to_string());
+        out
+    }
+}
+
+/// The `data:` payloads of an answer completed before it is streamed, in order, ending with
+/// `[DONE]` (`labflow serve` streams this way when log-probabilities are asked for).
+///
+/// The chunks are cut from finished choices; choices are interleaved round-robin, one piece
+/// each, as a server decoding them together would send.
+pub fn stream(request: &ApiRequest, responses: &[Response], meta: &Meta) -> Vec<String> {
+    let chunks = Chunks::new(request, meta.clone());
     let per_choice: Vec<Vec<String>> = indexed(request, responses)
         .map(|(index, prompt, c)| {
-            let mut chunks = Vec::new();
-            match request.endpoint {
-                Endpoint::Chat => {
-                    chunks.push(wrap(
-                        json!({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}),
-                    ));
-                    for p in pieces(c) {
-                        chunks.push(wrap(json!({
-                            "index": index, "delta": {"content": p.text},
-                            "logprobs": p.logprobs.map(chat_logprobs), "finish_reason": null,
-                        })));
-                    }
-                    chunks.push(wrap(json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": finish(c.finish_reason)})));
-                }
-                Endpoint::Completions => {
-                    let mut offset = 0;
-                    if request.echo && !prompt_text(prompt).is_empty() {
-                        chunks.push(wrap(json!({"text": prompt_text(prompt), "index": index, "logprobs": null, "finish_reason": null})));
-                        offset = prompt_text(prompt).chars().count();
-                    }
-                    for p in pieces(c) {
-                        chunks.push(wrap(json!({
-                            "text": p.text, "index": index,
-                            "logprobs": p.logprobs.map(|t| completions_logprobs(t, offset)), "finish_reason": null,
-                        })));
-                        offset += p.text.chars().count();
-                    }
-                    chunks.push(wrap(json!({"text": "", "index": index, "logprobs": null, "finish_reason": finish(c.finish_reason)})));
-                }
+            let (opening, mut offset) = chunks.opening(index, prompt);
+            let mut out: Vec<String> = opening.into_iter().collect();
+            for p in pieces(c) {
+                out.push(chunks.text(index, p.text, p.logprobs, offset));
+                offset += p.text.chars().count();
             }
-            chunks
+            out
         })
         .collect();
     let mut out = Vec::new();
@@ -225,16 +285,7 @@ pub fn stream(request: &ApiRequest, responses: &[Response], meta: &Meta) -> Vec<
     for step in 0..longest {
         out.extend(per_choice.iter().filter_map(|chunks| chunks.get(step).cloned()));
     }
-    if request.include_usage {
-        out.push(
-            json!({
-                "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
-                "system_fingerprint": null, "choices": [], "usage": usage(responses),
-            })
-            .to_string(),
-        );
-    }
-    out.push("[DONE]".to_string());
+    out.extend(chunks.ending(request, responses));
     out
 }
 

@@ -133,14 +133,12 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// Parse, ask the teacher once per prompt (concurrently), and answer whole or as a stream.
 ///
-/// Streaming is simulated: `Client::complete` is not incremental, so the answer is completed
-/// first and then sent in pieces (tokens when log-probabilities spell the text, else words).
-/// True token-by-token streaming arrives with the embedded model's decode loop.
+/// A stream is live (`live`: pieces as the teacher decodes them), except with log-probabilities:
+/// then the answer is completed first and sent one token per chunk with its log-probabilities.
 async fn answer(state: &Served, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body =
         body.map_err(|e| ApiError { status: e.status(), ..ApiError::invalid("body", format!("cannot read the request body: {e}")) })?;
     let request = parse::parse(endpoint, &body)?;
-    let responses = complete(state, &request).await?;
     let meta = Meta {
         id: format!(
             "{}-{:016x}{:016x}",
@@ -151,6 +149,13 @@ async fn answer(state: &Served, endpoint: Endpoint, body: Result<Bytes, BytesRej
         created: unix_now(),
         model: state.model.clone(),
     };
+    let requests = teacher_requests(&request);
+    if request.stream && request.sampling.logprobs.is_none() {
+        return super::live::respond(Arc::clone(&state.client), request, requests, meta).await;
+    }
+    let responses =
+        futures::future::try_join_all(requests.iter().map(|r| state.client.complete(r))).await.map_err(|e| ApiError::teacher(&e))?;
+    check_choices(state.client.as_ref(), request.sampling.n, &responses)?;
     let served = ServedLog {
         prompts: request.prompts.len(),
         n: request.sampling.n,
@@ -168,27 +173,27 @@ async fn answer(state: &Served, endpoint: Endpoint, body: Result<Bytes, BytesRej
     Ok(response)
 }
 
-async fn complete(state: &Served, request: &ApiRequest) -> Result<Vec<TeacherResponse>, ApiError> {
-    let requests: Vec<Request> = request
+/// One teacher request per prompt.
+fn teacher_requests(request: &ApiRequest) -> Vec<Request> {
+    request
         .prompts
         .iter()
         // No model name: the served client answers with its own model (an HTTP teacher refuses a
         // name other than its upstream's, and the served name is often not that; the embedded
         // teacher ignores it). So serve's cache keys equal `generate`'s for the same teacher.
         .map(|prompt| Request { model: String::new(), prompt: prompt.clone(), sampling: request.sampling.clone() })
-        .collect();
-    let responses =
-        futures::future::try_join_all(requests.iter().map(|r| state.client.complete(r))).await.map_err(|e| ApiError::teacher(&e))?;
-    for response in &responses {
-        if response.choices.len() != request.sampling.n as usize {
-            let error = TeacherError::Data {
-                endpoint: state.client.identity(),
-                message: format!("asked for {} choices, got {}", request.sampling.n, response.choices.len()),
-            };
-            return Err(ApiError::teacher(&error));
-        }
+        .collect()
+}
+
+/// Every response has the `n` choices asked for.
+pub(super) fn check_choices(client: &dyn Client, n: u32, responses: &[TeacherResponse]) -> Result<(), ApiError> {
+    match responses.iter().find(|r| r.choices.len() != n as usize) {
+        Some(response) => Err(ApiError::teacher(&TeacherError::Data {
+            endpoint: client.identity(),
+            message: format!("asked for {n} choices, got {}", response.choices.len()),
+        })),
+        None => Ok(()),
     }
-    Ok(responses)
 }
 
 #[cfg(test)]

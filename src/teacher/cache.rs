@@ -23,7 +23,7 @@ mod segment;
 
 pub use log::{CacheConfig, CacheError, CacheStats, ResponseCache};
 
-use super::{Client, Prompt, Request, Response, TeacherError, Usage};
+use super::{Client, DeltaSender, Prompt, Request, Response, TeacherError, Usage};
 use futures::future::BoxFuture;
 use log::Entry;
 use segment::Key;
@@ -174,11 +174,19 @@ impl<C: Client + ?Sized> CachedClient<C> {
         runs.into_iter().map(|(a, b)| with(b - a, Some(seed.wrapping_add(u64::from(a))))).collect()
     }
 
-    /// Ask the inner client for the choices at `missing` indexes, in that order.
-    async fn fetch(&self, request: &Request, missing: &[u32]) -> Result<(Vec<super::Choice>, Usage), TeacherError> {
-        let plan = self.plan(request, missing);
+    /// Ask the inner client for the choices at `missing` indexes, in that order, by `plan`.
+    /// With `deltas` (only for a plan of one request), the inner client streams its pieces there.
+    async fn fetch(
+        &self,
+        plan: &[(Request, usize)],
+        missing: &[u32],
+        deltas: Option<&DeltaSender>,
+    ) -> Result<(Vec<super::Choice>, Usage), TeacherError> {
         // Concurrently: the engine wants the teacher busy (invariant 2).
-        let responses = futures::future::try_join_all(plan.iter().map(|(r, _)| self.inner.complete(r))).await?;
+        let responses = match (deltas, plan) {
+            (Some(deltas), [(one, _)]) => vec![self.inner.complete_streaming(one, deltas.clone()).await?],
+            _ => futures::future::try_join_all(plan.iter().map(|(r, _)| self.inner.complete(r))).await?,
+        };
         let mut usage = Usage::default();
         let mut choices = Vec::with_capacity(missing.len());
         for ((_, want), response) in plan.iter().zip(responses) {
@@ -204,34 +212,13 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
     }
 
     fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
-        Box::pin(async move {
-            let keys: Vec<Key> = (0..request.sampling.n).map(|i| complete_key(&self.identity, request, i)).collect();
-            let _busy = match keys.first() {
-                Some(key) => Some(self.busy.lock(*key).await),
-                None => None,
-            };
-            let mut found: Vec<Option<super::Choice>> = keys
-                .iter()
-                .map(|key| match self.cache.get(key) {
-                    Some(Entry::Choice(choice)) => Some(choice),
-                    // A score under a completion key cannot happen (domain-separated keys).
-                    _ => None,
-                })
-                .collect();
-            let missing: Vec<u32> = (0..request.sampling.n).filter(|&i| found[i as usize].is_none()).collect();
-            let mut usage = Usage::default();
-            if !missing.is_empty() {
-                let (fetched, spent) = self.fetch(request, &missing).await?;
-                usage = spent;
-                for (i, choice) in missing.into_iter().zip(fetched) {
-                    self.cache.insert(keys[i as usize], &Entry::Choice(choice.clone()));
-                    found[i as usize] = Some(choice);
-                }
-                self.persist().await;
-            }
-            let choices = found.into_iter().map(|c| c.expect("invariant: every missing choice was fetched")).collect();
-            Ok(Response { choices, usage })
-        })
+        Box::pin(self.answer(request, None))
+    }
+
+    /// Streams through the inner client when every choice is a miss fetched by one inner
+    /// request; otherwise the hits and the fetched choices are sent whole.
+    fn complete_streaming<'a>(&'a self, request: &'a Request, deltas: DeltaSender) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        Box::pin(self.answer(request, Some(deltas)))
     }
 
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
@@ -257,6 +244,48 @@ impl<C: Client + ?Sized> Client for CachedClient<C> {
     /// fetched too. Equal answers then need only a deterministic inner client, as any cache hit does.
     fn seeds_choices_independently(&self) -> bool {
         true
+    }
+}
+
+impl<C: Client + ?Sized> CachedClient<C> {
+    /// `complete`, and with `deltas` `complete_streaming`.
+    async fn answer(&self, request: &Request, deltas: Option<DeltaSender>) -> Result<Response, TeacherError> {
+        let keys: Vec<Key> = (0..request.sampling.n).map(|i| complete_key(&self.identity, request, i)).collect();
+        let _busy = match keys.first() {
+            Some(key) => Some(self.busy.lock(*key).await),
+            None => None,
+        };
+        let mut found: Vec<Option<super::Choice>> = keys
+            .iter()
+            .map(|key| match self.cache.get(key) {
+                Some(Entry::Choice(choice)) => Some(choice),
+                // A score under a completion key cannot happen (domain-separated keys).
+                _ => None,
+            })
+            .collect();
+        let missing: Vec<u32> = (0..request.sampling.n).filter(|&i| found[i as usize].is_none()).collect();
+        let mut usage = Usage::default();
+        let mut streamed = false;
+        if !missing.is_empty() {
+            let plan = self.plan(request, &missing);
+            // Every choice missing and one inner request for all of them: its choice i is
+            // this request's choice i, so its pieces can go straight through.
+            let through = deltas.as_ref().filter(|_| plan.len() == 1 && missing.len() == keys.len());
+            streamed = through.is_some();
+            let (fetched, spent) = self.fetch(&plan, &missing, through).await?;
+            usage = spent;
+            for (i, choice) in missing.into_iter().zip(fetched) {
+                self.cache.insert(keys[i as usize], &Entry::Choice(choice.clone()));
+                found[i as usize] = Some(choice);
+            }
+            self.persist().await;
+        }
+        let choices = found.into_iter().map(|c| c.expect("invariant: every missing choice was fetched")).collect();
+        let response = Response { choices, usage };
+        if let (Some(deltas), false) = (&deltas, streamed) {
+            super::types::send_whole(&response, deltas);
+        }
+        Ok(response)
     }
 }
 

@@ -1,7 +1,7 @@
 //! A [`Client`] that counts the calls reaching the client it wraps. Placed under the response
 //! cache, it counts the calls actually sent to the model (the run summary's `teacher_calls`).
 
-use crate::teacher::{Client, Prompt, Request, Response, TeacherError};
+use crate::teacher::{Client, DeltaSender, Prompt, Request, Response, TeacherError};
 use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,10 @@ impl Client for Counted {
     fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.complete(request)
+    }
+    fn complete_streaming<'a>(&'a self, request: &'a Request, deltas: DeltaSender) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.complete_streaming(request, deltas)
     }
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -19,11 +19,11 @@
 //! normalised, quantised and multiplied on its own, attention is per sequence), so a seeded
 //! request gives the same text alone or among others.
 
-use crate::model::sample::{log_softmax, repeating_tail, top_k, Sampler};
+use crate::model::sample::{log_softmax, loop_holdback, repeating_tail, top_k, Sampler};
 use crate::teacher::constraint::{TokenAutomaton, Vocabulary};
 use crate::teacher::prefill::{PrefillStats, Prefiller, DEFAULT_PREFIX_CACHE_BYTES};
 use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
-use crate::teacher::{Choice, Client, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
+use crate::teacher::{Choice, Client, Delta, DeltaSender, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -148,6 +148,40 @@ struct SeqJob {
     text: String,
     finish: FinishReason,
     reply: tokio::sync::oneshot::Sender<Result<(Choice, usize), TeacherError>>,
+    /// Where this choice's text goes while it is generated (`complete_streaming`).
+    stream: Option<Stream>,
+}
+
+/// A streamed choice: its index in the request, and the text sent so far.
+struct Stream {
+    deltas: DeltaSender,
+    choice: u32,
+    sent: String,
+}
+
+impl Stream {
+    /// Send what `ready` adds to the text sent so far. `ready` only ever grows (it is the text
+    /// nothing can take back); if it did not extend what was sent, nothing is sent.
+    fn send_up_to(&mut self, ready: &str) {
+        if ready.len() > self.sent.len() && ready.starts_with(self.sent.as_str()) {
+            let piece = ready[self.sent.len()..].to_string();
+            self.sent.push_str(&piece);
+            // The reader may have gone away; decoding goes on for the final answer.
+            let _ = self.deltas.send(Delta { choice: self.choice, text: piece });
+        }
+    }
+}
+
+/// Bytes at the end of `text` that begin one of `stops` (a proper prefix of it): held back from a
+/// stream until the next tokens show whether the stop string follows.
+fn stop_holdback(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|stop| (1..stop.len()).filter(|&k| stop.is_char_boundary(k)).map(move |k| &stop[..k]))
+        .filter(|prefix| text.ends_with(prefix))
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
 }
 
 impl SeqJob {
@@ -211,7 +245,33 @@ impl SeqJob {
         Ok((self.generated.len() < self.max_new).then_some(next))
     }
 
-    fn finish(self) {
+    /// Stream the part of the text that is final now: not the tokens a loop cut could still
+    /// drop, not an unfinished UTF-8 character (decoded as U+FFFD), not the start of a stop string.
+    fn stream_final_part(&mut self, core: &Core) {
+        let Some(stream) = &mut self.stream else { return };
+        let hold = loop_holdback(&self.generated);
+        let kept;
+        let text = if hold == 0 {
+            self.text.as_str()
+        } else {
+            match core.tokenizer.decode(&self.generated[..self.generated.len() - hold], true) {
+                Ok(t) => {
+                    kept = t;
+                    kept.as_str()
+                }
+                // The whole text decoded; a failure here only delays the stream until the end.
+                Err(_) => return,
+            }
+        };
+        let text = text.trim_end_matches('\u{FFFD}');
+        let ready = &text[..text.len() - stop_holdback(text, &self.request.sampling.stop)];
+        stream.send_up_to(ready);
+    }
+
+    fn finish(mut self) {
+        if let Some(stream) = &mut self.stream {
+            stream.send_up_to(&self.text);
+        }
         let choice =
             Choice { text: self.text, finish_reason: self.finish, logprobs: self.request.sampling.logprobs.map(|_| self.logprobs) };
         // The requester may have gone away (cancelled); nothing to do then.
@@ -244,6 +304,7 @@ fn decode_loop(core: Arc<Core>, jobs: mpsc::Receiver<SeqJob>, max_batch: usize) 
         for mut seq in active.drain(..) {
             match seq.advance(&core) {
                 Ok(Some(next)) => {
+                    seq.stream_final_part(&core);
                     feed.push(next);
                     kept.push(seq);
                 }
@@ -426,6 +487,7 @@ impl EmbeddedTeacher {
     fn start(
         &self,
         request: Request,
+        deltas: Option<DeltaSender>,
     ) -> Result<(usize, Vec<tokio::sync::oneshot::Receiver<Result<(Choice, usize), TeacherError>>>), TeacherError> {
         let s = &request.sampling;
         let automaton = self.inner.core.automaton(&request)?;
@@ -461,6 +523,7 @@ impl EmbeddedTeacher {
                 text: String::new(),
                 finish: FinishReason::Length,
                 reply,
+                stream: deltas.as_ref().map(|deltas| Stream { deltas: deltas.clone(), choice: i, sent: String::new() }),
             };
             self.inner.jobs.send(job).map_err(|_| self.err("the decode thread has stopped"))?;
             receivers.push(rx);
@@ -505,21 +568,12 @@ impl Client for EmbeddedTeacher {
     }
 
     fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>> {
-        let me = self.clone();
-        let request = request.clone();
-        Box::pin(async move {
-            let (prompt_tokens, receivers) = tokio::task::spawn_blocking(move || me.start(request))
-                .await
-                .map_err(|e| TeacherError::Unsupported(format!("prefill task failed: {e}")))??;
-            let mut choices = Vec::with_capacity(receivers.len());
-            let mut completion_tokens = 0;
-            for rx in receivers {
-                let (choice, used) = rx.await.map_err(|_| self.err("the decode thread dropped a sequence"))??;
-                completion_tokens += used as u64;
-                choices.push(choice);
-            }
-            Ok(Response { choices, usage: Usage { prompt_tokens: prompt_tokens as u64, completion_tokens } })
-        })
+        self.run(request, None)
+    }
+
+    /// Pieces are sent from the decode loop as each token makes more of the text final.
+    fn complete_streaming<'a>(&'a self, request: &'a Request, deltas: DeltaSender) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        self.run(request, Some(deltas))
     }
 
     fn score<'a>(&'a self, prompt: &'a Prompt, continuations: &'a [String]) -> BoxFuture<'a, Result<Vec<f64>, TeacherError>> {
@@ -536,5 +590,42 @@ impl Client for EmbeddedTeacher {
     /// logits do not depend on the sequences decoded beside it (module doc).
     fn seeds_choices_independently(&self) -> bool {
         true
+    }
+}
+
+impl EmbeddedTeacher {
+    /// `complete`, streaming to `deltas` when given.
+    fn run<'a>(&'a self, request: &'a Request, deltas: Option<DeltaSender>) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        let me = self.clone();
+        let request = request.clone();
+        Box::pin(async move {
+            let (prompt_tokens, receivers) = tokio::task::spawn_blocking(move || me.start(request, deltas))
+                .await
+                .map_err(|e| TeacherError::Unsupported(format!("prefill task failed: {e}")))??;
+            let mut choices = Vec::with_capacity(receivers.len());
+            let mut completion_tokens = 0;
+            for rx in receivers {
+                let (choice, used) = rx.await.map_err(|_| self.err("the decode thread dropped a sequence"))??;
+                completion_tokens += used as u64;
+                choices.push(choice);
+            }
+            Ok(Response { choices, usage: Usage { prompt_tokens: prompt_tokens as u64, completion_tokens } })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_holdback;
+
+    #[test]
+    fn the_start_of_a_stop_string_is_held_back() {
+        let stops = vec!["\n\n".to_string(), "[End]".to_string(), "é!".to_string()];
+        assert_eq!(stop_holdback("answer\n", &stops), 1);
+        assert_eq!(stop_holdback("answer [En", &stops), 3);
+        assert_eq!(stop_holdback("answer", &stops), 0);
+        // Only whole characters of a stop string count as its start.
+        assert_eq!(stop_holdback("café", &stops), 2);
+        assert_eq!(stop_holdback("x", &[]), 0);
     }
 }

@@ -17,7 +17,7 @@ pub mod types;
 pub use embedded::{EmbeddedTeacher, TeacherOptions};
 pub use prefill::PrefillStats;
 pub use http::{HttpClient, HttpConfig, HttpStats};
-pub use types::{ChatMessage, Choice, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
+pub use types::{ChatMessage, Choice, Delta, DeltaSender, FinishReason, Prompt, Request, Response, Sampling, TeacherError, TokenLogprob, Usage};
 
 use futures::future::BoxFuture;
 
@@ -32,6 +32,21 @@ pub trait Client: Send + Sync {
 
     /// Complete one request, returning `request.sampling.n` choices.
     fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, TeacherError>>;
+
+    /// Complete like [`Client::complete`], and send each choice's text to `deltas` while it is
+    /// generated: the pieces of choice `i`, in order, concatenate to exactly the returned choice
+    /// `i`'s text (nothing is sent that a stop string, a loop cut or an unfinished UTF-8
+    /// character could still take back). `labflow serve` streams with it.
+    ///
+    /// Default: complete, then send each choice whole. The embedded teacher sends pieces as it
+    /// decodes.
+    fn complete_streaming<'a>(&'a self, request: &'a Request, deltas: DeltaSender) -> BoxFuture<'a, Result<Response, TeacherError>> {
+        Box::pin(async move {
+            let response = self.complete(request).await?;
+            types::send_whole(&response, &deltas);
+            Ok(response)
+        })
+    }
 
     /// Natural-log probability of each continuation given the prompt (summed over its tokens):
     /// how judges score labels such as YES/NO or 1/2/3 without generating text.

@@ -115,6 +115,29 @@ pub struct Choice {
     pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
+/// A piece of one choice's text, sent while the choice is generated
+/// ([`super::Client::complete_streaming`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// Which choice of the request (0-based).
+    pub choice: u32,
+    /// The text that follows the pieces sent before it.
+    pub text: String,
+}
+
+/// Where a streaming completion sends its [`Delta`]s. Unbounded: the decode loop never waits
+/// for a slow reader. A closed receiver is not an error (the reader went away).
+pub type DeltaSender = tokio::sync::mpsc::UnboundedSender<Delta>;
+
+/// Send every choice of `response` as one piece, for clients that cannot stream.
+pub fn send_whole(response: &Response, deltas: &DeltaSender) {
+    for (i, choice) in response.choices.iter().enumerate() {
+        if !choice.text.is_empty() {
+            let _ = deltas.send(Delta { choice: i as u32, text: choice.text.clone() });
+        }
+    }
+}
+
 /// Token counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
