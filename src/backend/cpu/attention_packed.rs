@@ -4,26 +4,16 @@
 //!
 //! The forward pass keeps only each row's log-sum-exp of scores (`lse: [T, H]`), not the
 //! probabilities; the backward pass recomputes them from it (as FlashAttention does), so memory
-//! stays linear in `T`. The fast paths run rows in parallel on the current rayon pool:
-//! [`forward`] and the query gradient by query row, the key/value gradients by key row (each
-//! row's gradient is one task's, so nothing is shared). [`forward_ref`] and [`backward_ref`]
+//! stays linear in `T` (each task holds one sequence's `[L, L]` scores at a time). The fast
+//! paths are matrix products (gemm) per sequence and head, one task per (sequence, key/value
+//! head) on the current rayon pool; a task owns its rows of that head and of its query group in
+//! every output, so tasks never write the same element. [`forward_ref`] and [`backward_ref`]
 //! are the plainly-correct references, materialising the probabilities in f64; tests compare.
 
 use rayon::prelude::*;
 
 use super::attention::AttnShape;
 use super::matvec::dot;
-
-/// The first row of the sequence each row belongs to, and one past its last.
-fn bounds(seq_lens: &[usize]) -> Vec<(usize, usize)> {
-    let mut out = Vec::with_capacity(seq_lens.iter().sum());
-    let mut start = 0;
-    for &len in seq_lens {
-        out.extend(std::iter::repeat_n((start, start + len), len));
-        start += len;
-    }
-    out
-}
 
 fn check(q: &[f32], k: &[f32], v: &[f32], seq_lens: &[usize], shape: AttnShape) -> usize {
     let AttnShape { n_heads, n_kv_heads, head_dim } = shape;
@@ -36,38 +26,116 @@ fn check(q: &[f32], k: &[f32], v: &[f32], seq_lens: &[usize], shape: AttnShape) 
     t
 }
 
+/// A matrix inside one of the packed buffers: its first element and its row stride (columns
+/// are contiguous), or read transposed.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl Mat {
+    /// Rows `row..` of `buf` (row length `width`), from column `col`.
+    fn at(buf: &[f32], row: usize, width: usize, col: usize) -> Mat {
+        Mat { ptr: buf[row * width + col..].as_ptr(), rs: width as isize, cs: 1 }
+    }
+    /// A task-local `[rows, cols]` matrix.
+    fn local(buf: &[f32], cols: usize) -> Mat {
+        Mat { ptr: buf.as_ptr(), rs: cols as isize, cs: 1 }
+    }
+    fn t(self) -> Mat {
+        Mat { ptr: self.ptr, rs: self.cs, cs: self.rs }
+    }
+}
+
+/// A writable matrix inside a buffer that parallel tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct MatMut {
+    ptr: *mut f32,
+    rs: isize,
+}
+
+/// `dst[m, n] = beta · lhs[m, k] · rhs[k, n]` (+ `dst` when `accumulate`), on the calling thread.
+///
+/// # Safety
+/// Every element the strides reach for these sizes lies inside its buffer, and no other thread
+/// reads or writes `dst`'s elements meanwhile.
+unsafe fn mm(m: usize, n: usize, k: usize, dst: MatMut, accumulate: bool, lhs: Mat, rhs: Mat, beta: f32) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    gemm::gemm(m, n, k, dst.ptr, 1, dst.rs, accumulate, lhs.ptr, lhs.cs, lhs.rs, rhs.ptr, rhs.cs, rhs.rs, 1.0, beta, false, false, false, gemm::Parallelism::None);
+}
+
+/// The output buffers of one pass, shared by the tasks that write disjoint parts of them.
+struct Outputs<const N: usize>([*mut f32; N]);
+// SAFETY: the pointers are only written through by tasks that own disjoint (sequence, key/value
+// head) regions of them (see `forward` and `backward`), and the buffers outlive the tasks (the
+// parallel loop ends before the function returns).
+unsafe impl<const N: usize> Sync for Outputs<N> {}
+
+/// Each sequence's start row and length, times each key/value head: the tasks of a pass. A task
+/// owns its sequence's rows of its key/value head and of that head's query group.
+fn tasks(seq_lens: &[usize], n_kv_heads: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::with_capacity(seq_lens.len() * n_kv_heads);
+    let mut start = 0;
+    for &len in seq_lens {
+        if len > 0 {
+            out.extend((0..n_kv_heads).map(|g| (start, len, g)));
+        }
+        start += len;
+    }
+    // The longest first, so the last tasks to start are short ones.
+    out.sort_by_key(|&(_, len, _)| std::cmp::Reverse(len));
+    out
+}
+
+/// Scores of one sequence and query head: `s = scale · q·kᵀ` (`[L, L]`, row-major), of which
+/// only the causal part `j ≤ i` is used.
+///
+/// # Safety
+/// `q` and `k` reach `len` rows of `d` columns inside their buffers.
+unsafe fn scores(s: &mut [f32], len: usize, d: usize, q: Mat, k: Mat, scale: f32) {
+    let out = MatMut { ptr: s.as_mut_ptr(), rs: len as isize };
+    mm(len, len, d, out, false, q, k.t(), scale);
+}
+
 /// `o = softmax(q·kᵀ/√D + mask)·v` per query head, and `lse[t, h]` = log Σ exp(scores) of row `t`.
 ///
-/// `q, o: [T, H, D]`, `k, v: [T, Hkv, D]`, `lse: [T, H]`.
+/// `q, o: [T, H, D]`, `k, v: [T, Hkv, D]`, `lse: [T, H]`. Per sequence and head the scores are one
+/// matrix product, softmax runs over each row's causal part, and the output is another product.
 pub fn forward(q: &[f32], k: &[f32], v: &[f32], seq_lens: &[usize], shape: AttnShape, o: &mut [f32], lse: &mut [f32]) {
     let AttnShape { n_heads, n_kv_heads, head_dim: d } = shape;
     let t = check(q, k, v, seq_lens, shape);
     assert!(o.len() == q.len() && lse.len() == t * n_heads, "invariant: attention outputs fit");
     let (q_row, kv_row, group) = (n_heads * d, n_kv_heads * d, n_heads / n_kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
-    let bounds = bounds(seq_lens);
-    o.par_chunks_mut(q_row).zip(lse.par_chunks_mut(n_heads)).enumerate().for_each(|(i, (orow, lrow))| {
-        let s0 = bounds[i].0;
-        let mut scores = vec![0f32; i + 1 - s0];
-        for h in 0..n_heads {
-            let kh = h / group;
-            let qh = &q[i * q_row + h * d..][..d];
-            for (j, sc) in (s0..=i).zip(scores.iter_mut()) {
-                *sc = dot(qh, &k[j * kv_row + kh * d..][..d]) * scale;
+    let outputs = Outputs([o.as_mut_ptr(), lse.as_mut_ptr()]);
+    tasks(seq_lens, n_kv_heads).into_par_iter().for_each(|(s0, len, g)| {
+        let outputs = &outputs;
+        let mut p = vec![0f32; len * len];
+        let (kg, vg) = (Mat::at(k, s0, kv_row, g * d), Mat::at(v, s0, kv_row, g * d));
+        for h in g * group..(g + 1) * group {
+            // SAFETY: q/k reach rows s0..s0+len of their buffers (check() bounds T), columns of one head.
+            unsafe { scores(&mut p, len, d, Mat::at(q, s0, q_row, h * d), kg, scale) };
+            for (i, row) in p.chunks_exact_mut(len).enumerate() {
+                let (seen, future) = row.split_at_mut(i + 1);
+                let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                seen.iter_mut().for_each(|x| {
+                    *x = (*x - max).exp();
+                    total += *x;
+                });
+                let inv = 1.0 / total;
+                seen.iter_mut().for_each(|x| *x *= inv);
+                future.iter_mut().for_each(|x| *x = 0.0);
+                // SAFETY: lse[(s0 + i) * H + h] lies in lse; this task alone owns row s0+i of head h.
+                unsafe { *outputs.0[1].add((s0 + i) * n_heads + h) = max + total.ln() };
             }
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
-            scores.iter_mut().for_each(|s| {
-                *s = (*s - max).exp();
-                total += *s;
-            });
-            let out = &mut orow[h * d..][..d];
-            out.iter_mut().for_each(|x| *x = 0.0);
-            for (j, &p) in (s0..=i).zip(&scores) {
-                let p = p / total;
-                out.iter_mut().zip(&v[j * kv_row + kh * d..][..d]).for_each(|(a, &x)| *a += p * x);
-            }
-            lrow[h] = max + total.ln();
+            let out = MatMut { ptr: unsafe { outputs.0[0].add(s0 * q_row + h * d) }, rs: q_row as isize };
+            // SAFETY: o's rows s0..s0+len, columns of head h, are this task's alone; p is [len, len].
+            unsafe { mm(len, d, len, out, false, Mat::local(&p, len), vg, 1.0) };
         }
     });
 }
@@ -75,7 +143,8 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], seq_lens: &[usize], shape: AttnS
 /// Gradients of [`forward`]: given `dout = ∂L/∂o`, writes `dq, dk, dv` (overwritten).
 ///
 /// With `P = exp(S − lse)` and `Dᵢ = doᵢ · oᵢ`: `dS = P ⊙ (dO·Vᵀ − D)`, `dQ = dS·K/√D`,
-/// `dK = dSᵀ·Q/√D`, `dV = Pᵀ·dO`, the key/value heads summing over their query group.
+/// `dK = dSᵀ·Q/√D`, `dV = Pᵀ·dO`, the key/value heads summing over their query group. Per
+/// sequence and head, `S`, `dO·Vᵀ` and the three gradients are matrix products.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     q: &[f32],
@@ -98,40 +167,43 @@ pub fn backward(
     );
     let (q_row, kv_row, group) = (n_heads * d, n_kv_heads * d, n_heads / n_kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
-    let bounds = bounds(seq_lens);
     // delta[i, h] = dO[i, h] · O[i, h]
     let delta: Vec<f32> = (0..t * n_heads).into_par_iter().map(|ih| dot(&dout[ih * d..][..d], &o[ih * d..][..d])).collect();
-    dq.par_chunks_mut(q_row).enumerate().for_each(|(i, dqrow)| {
-        dqrow.iter_mut().for_each(|x| *x = 0.0);
-        let s0 = bounds[i].0;
-        for h in 0..n_heads {
-            let kh = h / group;
-            let (qh, doh) = (&q[i * q_row + h * d..][..d], &dout[i * q_row + h * d..][..d]);
-            let (l, dl) = (lse[i * n_heads + h], delta[i * n_heads + h]);
-            let acc = &mut dqrow[h * d..][..d];
-            for j in s0..=i {
-                let kj = &k[j * kv_row + kh * d..][..d];
-                let p = (dot(qh, kj) * scale - l).exp();
-                let ds = p * (dot(doh, &v[j * kv_row + kh * d..][..d]) - dl) * scale;
-                acc.iter_mut().zip(kj).for_each(|(a, &x)| *a += ds * x);
+    let outputs = Outputs([dq.as_mut_ptr(), dk.as_mut_ptr(), dv.as_mut_ptr()]);
+    tasks(seq_lens, n_kv_heads).into_par_iter().for_each(|(s0, len, g)| {
+        let outputs = &outputs;
+        let (mut p, mut dp) = (vec![0f32; len * len], vec![0f32; len * len]);
+        let (kg, vg) = (Mat::at(k, s0, kv_row, g * d), Mat::at(v, s0, kv_row, g * d));
+        // SAFETY (every pointer below): rows s0..s0+len of dk/dv at kv head g, and of dq at the
+        // group's query heads, are this task's alone; the offsets stay inside the buffers (check()).
+        let dkg = MatMut { ptr: unsafe { outputs.0[1].add(s0 * kv_row + g * d) }, rs: kv_row as isize };
+        let dvg = MatMut { ptr: unsafe { outputs.0[2].add(s0 * kv_row + g * d) }, rs: kv_row as isize };
+        for (n, h) in (g * group..(g + 1) * group).enumerate() {
+            let (qh, doh) = (Mat::at(q, s0, q_row, h * d), Mat::at(dout, s0, q_row, h * d));
+            unsafe {
+                scores(&mut p, len, d, qh, kg, scale);
+                // dp = dO·Vᵀ
+                mm(len, len, d, MatMut { ptr: dp.as_mut_ptr(), rs: len as isize }, false, doh, vg.t(), 1.0);
             }
-        }
-    });
-    dk.par_chunks_mut(kv_row).zip(dv.par_chunks_mut(kv_row)).enumerate().for_each(|(j, (dkrow, dvrow))| {
-        dkrow.iter_mut().for_each(|x| *x = 0.0);
-        dvrow.iter_mut().for_each(|x| *x = 0.0);
-        let end = bounds[j].1;
-        for kh in 0..n_kv_heads {
-            let (kj, vj) = (&k[j * kv_row + kh * d..][..d], &v[j * kv_row + kh * d..][..d]);
-            let (dkh, dvh) = (&mut dkrow[kh * d..][..d], &mut dvrow[kh * d..][..d]);
-            for h in kh * group..(kh + 1) * group {
-                for i in j..end {
-                    let (qh, doh) = (&q[i * q_row + h * d..][..d], &dout[i * q_row + h * d..][..d]);
-                    let p = (dot(qh, kj) * scale - lse[i * n_heads + h]).exp();
-                    dvh.iter_mut().zip(doh).for_each(|(a, &x)| *a += p * x);
-                    let ds = p * (dot(doh, vj) - delta[i * n_heads + h]) * scale;
-                    dkh.iter_mut().zip(qh).for_each(|(a, &x)| *a += ds * x);
+            for (i, (prow, dprow)) in p.chunks_exact_mut(len).zip(dp.chunks_exact_mut(len)).enumerate() {
+                let (l, dl) = (lse[(s0 + i) * n_heads + h], delta[(s0 + i) * n_heads + h]);
+                for (j, (x, dx)) in prow.iter_mut().zip(dprow.iter_mut()).enumerate() {
+                    if j <= i {
+                        *x = (*x - l).exp();
+                        *dx = *x * (*dx - dl) * scale;
+                    } else {
+                        *x = 0.0;
+                        *dx = 0.0;
+                    }
                 }
+            }
+            let (pm, dsm) = (Mat::local(&p, len), Mat::local(&dp, len));
+            let dqh = MatMut { ptr: unsafe { outputs.0[0].add(s0 * q_row + h * d) }, rs: q_row as isize };
+            unsafe {
+                // dV += Pᵀ·dO, dQ = dS·K, dK += dSᵀ·Q (the group's first head overwrites).
+                mm(len, d, len, dvg, n > 0, pm.t(), doh, 1.0);
+                mm(len, d, len, dqh, false, dsm, kg, 1.0);
+                mm(len, d, len, dkg, n > 0, dsm.t(), qh, 1.0);
             }
         }
     });
@@ -233,6 +305,27 @@ mod tests {
         let t: usize = seq_lens.iter().sum();
         let (q, k, v, dout) = (data(t * 32, 1), data(t * 16, 2), data(t * 16, 3), data(t * 32, 4));
         let (mut o, mut lse, mut o_ref) = (vec![f32::NAN; t * 32], vec![f32::NAN; t * 4], vec![0.0; t * 32]);
+        forward(&q, &k, &v, &seq_lens, shape, &mut o, &mut lse);
+        forward_ref(&q, &k, &v, &seq_lens, shape, &mut o_ref);
+        close(&o, &o_ref, "o");
+        let (mut dq, mut dk, mut dv) = (vec![f32::NAN; q.len()], vec![f32::NAN; k.len()], vec![f32::NAN; v.len()]);
+        backward(&q, &k, &v, &o, &lse, &dout, &seq_lens, shape, &mut dq, &mut dk, &mut dv);
+        let (mut rq, mut rk, mut rv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        backward_ref(&q, &k, &v, &dout, &seq_lens, shape, &mut rq, &mut rk, &mut rv);
+        close(&dq, &rq, "dq");
+        close(&dk, &rk, "dk");
+        close(&dv, &rv, "dv");
+    }
+
+    #[test]
+    fn longer_sequences_and_wide_groups_agree_with_reference() {
+        // Sequences longer than gemm's blocks, a one-token sequence, three query heads per group.
+        let shape = AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 16 };
+        let seq_lens = [70, 1, 130];
+        let t: usize = seq_lens.iter().sum();
+        let (qw, kw) = (6 * 16, 2 * 16);
+        let (q, k, v, dout) = (data(t * qw, 12), data(t * kw, 13), data(t * kw, 14), data(t * qw, 15));
+        let (mut o, mut lse, mut o_ref) = (vec![f32::NAN; t * qw], vec![f32::NAN; t * 6], vec![0.0; t * qw]);
         forward(&q, &k, &v, &seq_lens, shape, &mut o, &mut lse);
         forward_ref(&q, &k, &v, &seq_lens, shape, &mut o_ref);
         close(&o, &o_ref, "o");

@@ -16,8 +16,10 @@ pub struct Cpu {
 
 /// Buffers smaller than this are not kept (the allocator serves them well).
 const KEEP_MIN: usize = 1 << 14;
-/// At most this many buffers are kept.
-const KEEP_MAX: usize = 256;
+/// At most this many buffers are kept; past it a larger buffer replaces the smallest. A
+/// training step keeps ~10 activations per layer until its backward pass, so 256 (the first
+/// bound) dropped a third of them at 30 layers and the next step paid page faults for fresh ones.
+const KEEP_MAX: usize = 1024;
 
 impl Cpu {
     /// A backend on `threads` threads (at least 1).
@@ -65,6 +67,8 @@ impl Backend for Cpu {
             let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
             if free.len() < KEEP_MAX {
                 free.push(buf);
+            } else if let Some(smallest) = free.iter_mut().filter(|b| b.capacity() < buf.capacity()).min_by_key(|b| b.capacity()) {
+                *smallest = buf;
             }
         }
     }
