@@ -335,3 +335,61 @@ fn bad_recipes_are_refused_with_the_key_path() {
     let e = write(&good.replacen("    hidden: 64", "    hidden: 64\n    colour: red", 1));
     assert!(e.contains("colour"), "{e}");
 }
+
+/// Every file under `root`, relative to it, with its bytes.
+fn files(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `labflow train --output s3://…` on a real S3-compatible server (s3s-fs): the checkpoints and
+/// reports are the files a run into a local folder writes, the weights byte for byte, and a rerun
+/// on the bucket resumes from its state there and trains nothing.
+#[test]
+fn training_into_an_s3_bucket_writes_what_a_local_run_writes_and_resumes_there() {
+    if common::model().is_none() {
+        return;
+    }
+    let Some(server) = common::s3::start(&[]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = repo().join("pipelines/train/smoke.yaml");
+    let local = tmp.path().join("local");
+    let args = |out: &str| -> Vec<String> {
+        ["train", "--recipe", recipe.to_str().unwrap(), "--output", out, "--max-steps", "2", "--threads", "2", "--json"].map(String::from).to_vec()
+    };
+    let report = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "labflow train: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON report")
+    };
+    let local_report = report(&Command::new(env!("CARGO_BIN_EXE_labflow")).args(args(local.to_str().unwrap())).output().unwrap());
+    let url = format!("s3://{}/train", common::s3::BUCKET);
+    let s3_args = args(&url);
+    let s3_report = report(&common::s3::labflow(&server, &s3_args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(s3_report["train_steps"], 4, "2 steps in each of the 2 phases");
+    assert_eq!(s3_report["phases"], local_report["phases"]);
+
+    let (on_disk, in_bucket) = (files(&local), files(&server.root().join(common::s3::BUCKET).join("train")));
+    let names = |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().filter(|k| !k.split('/').any(|c| c.starts_with('.'))).cloned().collect::<Vec<_>>();
+    assert_eq!(names(&in_bucket), names(&on_disk), "the bucket holds the files of the local run");
+    let weights: Vec<&String> = on_disk.keys().filter(|k| k.ends_with("model.safetensors")).collect();
+    assert!(weights.len() >= 2, "a checkpoint per phase: {weights:?}");
+    for name in weights {
+        assert!(in_bucket[name] == on_disk[name], "{name} differs between the bucket and the local run");
+    }
+
+    let again = report(&common::s3::labflow(&server, &s3_args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(again["train_steps"], 0, "a rerun on the bucket resumes from its state there");
+    assert_eq!(again["phases"], s3_report["phases"]);
+}
