@@ -18,6 +18,10 @@
 //! `max_tokens`. A sequence's logits do not depend on what it is batched with (each row is
 //! normalised, quantised and multiplied on its own, attention is per sequence), so a seeded
 //! request gives the same text alone or among others.
+//!
+//! Streaming ([`Client::complete_streaming`]): after each step a sequence sends the part of its
+//! text no later token can take back (`SeqJob::stream_final_part`), so the pieces always spell
+//! the final choice and streaming changes nothing in the answer.
 
 use crate::model::sample::{log_softmax, loop_holdback, repeating_tail, top_k, Sampler};
 use crate::teacher::constraint::{TokenAutomaton, Vocabulary};

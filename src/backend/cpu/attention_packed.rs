@@ -298,44 +298,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fast_paths_agree_with_reference() {
-        let shape = AttnShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 };
-        let seq_lens = [5, 1, 9];
+    /// The fast forward and backward passes against the references on one packing.
+    fn agrees_with_reference(shape: AttnShape, seq_lens: &[usize], seed: usize) {
         let t: usize = seq_lens.iter().sum();
-        let (q, k, v, dout) = (data(t * 32, 1), data(t * 16, 2), data(t * 16, 3), data(t * 32, 4));
-        let (mut o, mut lse, mut o_ref) = (vec![f32::NAN; t * 32], vec![f32::NAN; t * 4], vec![0.0; t * 32]);
-        forward(&q, &k, &v, &seq_lens, shape, &mut o, &mut lse);
-        forward_ref(&q, &k, &v, &seq_lens, shape, &mut o_ref);
+        let (qw, kw) = (shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim);
+        let (q, k, v, dout) = (data(t * qw, seed), data(t * kw, seed + 1), data(t * kw, seed + 2), data(t * qw, seed + 3));
+        let (mut o, mut lse, mut o_ref) = (vec![f32::NAN; t * qw], vec![f32::NAN; t * shape.n_heads], vec![0.0; t * qw]);
+        forward(&q, &k, &v, seq_lens, shape, &mut o, &mut lse);
+        forward_ref(&q, &k, &v, seq_lens, shape, &mut o_ref);
         close(&o, &o_ref, "o");
         let (mut dq, mut dk, mut dv) = (vec![f32::NAN; q.len()], vec![f32::NAN; k.len()], vec![f32::NAN; v.len()]);
-        backward(&q, &k, &v, &o, &lse, &dout, &seq_lens, shape, &mut dq, &mut dk, &mut dv);
+        backward(&q, &k, &v, &o, &lse, &dout, seq_lens, shape, &mut dq, &mut dk, &mut dv);
         let (mut rq, mut rk, mut rv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        backward_ref(&q, &k, &v, &dout, &seq_lens, shape, &mut rq, &mut rk, &mut rv);
+        backward_ref(&q, &k, &v, &dout, seq_lens, shape, &mut rq, &mut rk, &mut rv);
         close(&dq, &rq, "dq");
         close(&dk, &rk, "dk");
         close(&dv, &rv, "dv");
     }
 
     #[test]
+    fn fast_paths_agree_with_reference() {
+        agrees_with_reference(AttnShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 }, &[5, 1, 9], 1);
+    }
+
+    #[test]
     fn longer_sequences_and_wide_groups_agree_with_reference() {
         // Sequences longer than gemm's blocks, a one-token sequence, three query heads per group.
-        let shape = AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 16 };
-        let seq_lens = [70, 1, 130];
-        let t: usize = seq_lens.iter().sum();
-        let (qw, kw) = (6 * 16, 2 * 16);
-        let (q, k, v, dout) = (data(t * qw, 12), data(t * kw, 13), data(t * kw, 14), data(t * qw, 15));
-        let (mut o, mut lse, mut o_ref) = (vec![f32::NAN; t * qw], vec![f32::NAN; t * 6], vec![0.0; t * qw]);
-        forward(&q, &k, &v, &seq_lens, shape, &mut o, &mut lse);
-        forward_ref(&q, &k, &v, &seq_lens, shape, &mut o_ref);
-        close(&o, &o_ref, "o");
-        let (mut dq, mut dk, mut dv) = (vec![f32::NAN; q.len()], vec![f32::NAN; k.len()], vec![f32::NAN; v.len()]);
-        backward(&q, &k, &v, &o, &lse, &dout, &seq_lens, shape, &mut dq, &mut dk, &mut dv);
-        let (mut rq, mut rk, mut rv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        backward_ref(&q, &k, &v, &dout, &seq_lens, shape, &mut rq, &mut rk, &mut rv);
-        close(&dq, &rq, "dq");
-        close(&dk, &rk, "dk");
-        close(&dv, &rv, "dv");
+        agrees_with_reference(AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 16 }, &[70, 1, 130], 12);
     }
 
     #[test]
