@@ -31,10 +31,7 @@ fn small_quickstart(model: &Path, to: &Path) -> PathBuf {
     }
     // The knowledge document cut to its first paragraphs (~1,500 tokens, one chunk): the prompts
     // of all 5 seeds over 7,000 tokens of chunks are most of the quickstart's generation time.
-    let doc = to.join("docs/juliadenham/Summit_knowledge/5f7158a5ce83c4ff493bfe341fe31ecad64ff697/chickadee.md");
-    let text = std::fs::read_to_string(&doc).unwrap();
-    let cut = text[..text.floor_char_boundary(6000)].rfind("\n\n").expect("paragraphs");
-    std::fs::write(&doc, &text[..cut + 1]).unwrap();
+    common::cut_to_paragraphs(&to.join(Path::new("docs").join(common::CHICKADEE_DOC)), 6000);
     let edit = |name: &str, pairs: &[(String, String)]| {
         let mut text = std::fs::read_to_string(from.join(name)).unwrap();
         for (old, new) in pairs {

@@ -27,6 +27,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The knowledge leaf `knowledge/science/animals/birds/black_capped_chickadee`'s document, under
+/// a docs folder (`../shared/data/docs`, or the quickstart's copy).
+pub const CHICKADEE_DOC: &str = "juliadenham/Summit_knowledge/5f7158a5ce83c4ff493bfe341fe31ecad64ff697/chickadee.md";
+
+/// Cut a markdown document to its paragraphs within the first `bytes` bytes, so a knowledge leaf
+/// over it is one chunk: the prompts over a whole document's chunks are most of an embedded-model
+/// run's time.
+pub fn cut_to_paragraphs(doc: &Path, bytes: usize) {
+    let text = std::fs::read_to_string(doc).expect("document");
+    let cut = text[..text.floor_char_boundary(bytes)].rfind("\n\n").expect("paragraphs");
+    std::fs::write(doc, &text[..cut + 1]).expect("write document");
+}
+
 /// The default embedded model (`bash models/fetch.sh`), or `None` after printing SKIPPED; a
 /// missing model fails instead when LABFLOW_REQUIRE_MODEL=1 (CI).
 pub fn model() -> Option<PathBuf> {
