@@ -5,16 +5,24 @@
 #
 # Prints one JSON line per (tool, bench, threads) and a table of medians and ratios; paste the
 # table into benches/README.md. Threads 1 and 2 (labflow: --threads; llama.cpp: n_threads).
+#
+# BENCH_FLAGS: extra cargo flags for the labflow side. The default builds the bench profile
+# (release: a cold build of every dependency, ~45 min on 2 cores). To reuse a test build's
+# dependencies instead, with labflow itself optimised as in release:
+#   BENCH_FLAGS="--profile dev --config profile.dev.package.labflow.opt-level=3 \
+#     --config profile.dev.package.labflow.debug-assertions=false \
+#     --config profile.dev.package.labflow.overflow-checks=false" bash benches/run_teacher.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY_LLAMA=${PY_LLAMA:-/work/venv-llama/bin/python}
 REPEAT=${1:-3}
-cargo bench --bench teacher --no-run >/dev/null 2>&1
+read -r -a FLAGS <<< "${BENCH_FLAGS:-}"
+cargo bench "${FLAGS[@]}" --bench teacher --no-run >/dev/null 2>&1
 echo "load before: $(uptime)" >&2
 out=$(mktemp)
 {
   for th in 1 2; do
-    cargo bench -q --bench teacher -- --threads "$th" --repeat "$REPEAT"
+    cargo bench -q "${FLAGS[@]}" --bench teacher -- --threads "$th" --repeat "$REPEAT"
     "$PY_LLAMA" benches/llama_cpp_teacher.py --threads "$th" --repeat "$REPEAT" 2>/dev/null
   done
 } | grep --line-buffered "^{" | tee "$out"
