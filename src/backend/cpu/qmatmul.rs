@@ -156,6 +156,8 @@ impl Kernel {
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
                 && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
                 && std::env::var_os("LABFLOW_NO_AVX512").is_none()
             {
                 return Kernel::Avx512Vnni;
@@ -174,11 +176,18 @@ impl Kernel {
     fn dot(self, wq: &[i8], wd: &[f32], ws: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
         match self {
             Kernel::Portable => dot_portable(wq, wd, aq, ad),
-            // SAFETY: detect() chose these kernels only where the CPU has the features they enable.
+            // SAFETY: detect() chose these kernels only where the CPU has the features they enable
+            // (Avx512Vnni: also avx2 and fma; avxvnni is checked in its arm).
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni | Kernel::Avx512Vnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+            Kernel::AvxVnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+            // Rows with an odd block count: AVX-512 VNNI does not imply the VEX-encoded AVX-VNNI
+            // (AMD Zen 4 has the first only; its dot_avxvnni was an illegal instruction there).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni if is_x86_feature_detected!("avxvnni") => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
         }
     }
 }
