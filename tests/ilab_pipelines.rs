@@ -186,6 +186,7 @@ fn translated_plans_run_in_the_engine() {
             plan: i,
             seeds: seeds(*kind),
             seeds_digest: String::new(),
+            seeds_key: String::new(),
         })
         .collect();
     let out = tempfile::tempdir().expect("tempdir");

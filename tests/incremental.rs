@@ -173,6 +173,18 @@ async fn each_kind_of_edit_costs_only_what_it_changes() {
     assert_eq!((again.summary.teacher_calls, again.summary.computed, again.summary.kept), (0, 0, n), "{:?}", again.summary);
     assert_eq!(output(&out, &again).await, output(&out, &first).await);
 
+    // Unchanged leaves are planned from the seed key recorded with them, without expanding them
+    // again; the key covers the chunk sizes, so other sizes recompute the knowledge leaves (their
+    // seed rows are other chunks) and nothing else.
+    assert!(first.manifest.leaves.iter().all(|l| !l.seeds_key.is_empty()), "{:?}", first.manifest.leaves);
+    let knowledge: Vec<&str> = first.manifest.leaves.iter().filter(|l| l.kind == "knowledge").map(|l| l.leaf.as_str()).collect();
+    assert!(!knowledge.is_empty());
+    let mut cfg = s.config("full", &out, teacher(), 1);
+    cfg.chunk.max_tokens = 700;
+    let plan = dry_run(cfg).await.unwrap();
+    let planned: Vec<(&str, &Why)> = plan.increment.compute.iter().map(|c| (c.leaf.as_str(), &c.why)).collect();
+    assert_eq!(planned, knowledge.iter().map(|&l| (l, &Why::Edited)).collect::<Vec<_>>());
+
     // One leaf edited: the dry run names it, calls nothing; the run computes it alone.
     let edited = "compositional_skills/linguistics/synonyms";
     s.edit(edited, "1");

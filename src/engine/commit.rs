@@ -64,6 +64,7 @@ pub async fn commit(out: &Location, c: Commit) -> LeafDone {
         kind: c.leaf.kind.label().to_string(),
         pipeline: c.pipeline.clone(),
         seeds: c.leaf.seeds_digest.clone(),
+        seeds_key: c.leaf.seeds_key.clone(),
         fingerprint: c.fingerprint.clone(),
         rows: c.rows.num_rows() as u64,
         rejects: c.rejects.len() as u64,

@@ -22,11 +22,13 @@ use crate::pipeline::Plan;
 use crate::seeds;
 use crate::store::dataset::{self, DatasetError};
 use crate::store::Location;
-use crate::taxonomy::{walk, TaxonomyError, WalkOptions};
+use crate::engine::report::LeafDone;
+use crate::taxonomy::{walk, HashedLeaf, TaxonomyError, WalkOptions};
+use arrow::record_batch::RecordBatch;
 use crate::teacher::cache::{CacheConfig, CacheError, CachedClient, ResponseCache};
 use crate::teacher::counted::Counted;
 use crate::teacher::Client;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -172,7 +174,18 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
             return Err(GenerateError::UnknownLeaves(unknown.join(", ")));
         }
     }
-    let mut leaves = Vec::new();
+    let mut warnings = Vec::new();
+    let previous = read_manifest(&cfg.output, &mut warnings).await?;
+    let teacher = cfg.teacher.identity();
+    // A leaf whose seed key is the one recorded with it keeps its recorded digest unexpanded;
+    // only the leaves the plan computes are expanded then (`expand` below).
+    let recorded: BTreeMap<&str, &LeafDone> = previous
+        .iter()
+        .flat_map(|m| &m.leaves)
+        .filter(|l| l.error.is_none() && !l.seeds_key.is_empty() && !l.seeds.is_empty())
+        .map(|l| (l.leaf.as_str(), l))
+        .collect();
+    let mut leaves: Vec<Expanded> = Vec::new();
     for hl in &report.leaves {
         let leaf = &hl.leaf;
         if cfg.only.as_ref().is_some_and(|o| !o.contains(&leaf.id)) {
@@ -182,21 +195,16 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
             skipped.push(Skipped { leaf: leaf.id.clone(), reason: format!("no pipeline for {} leaves", leaf.kind.label()) });
             continue;
         };
-        let mut files = Vec::new();
-        if let (Some(doc), Some(docs)) = (&leaf.document, &cfg.docs) {
-            let resolved = documents::resolve(docs, &leaf.path, doc).await;
-            files = resolved.files;
+        let key = increment::seeds_key(&hl.hash, leaf.kind, hl.documents_hashed, &cfg.chunk, &teacher);
+        if let Some(done) = recorded.get(leaf.id.as_str()).filter(|d| d.seeds_key == key) {
+            leaves.push(Expanded { hl, plan, key, digest: done.seeds.clone(), rows: None });
+            continue;
         }
-        match seeds::seed_rows(leaf, &files, cfg.counter.as_ref(), &cfg.chunk) {
-            Ok(rows) => {
-                let seeds_digest = increment::seeds_digest(&rows);
-                leaves.push(LeafJob { id: leaf.id.clone(), hash: hl.hash.clone(), kind: leaf.kind, plan, seeds: rows, seeds_digest })
-            }
+        match expand(cfg, hl).await {
+            Ok(rows) => leaves.push(Expanded { hl, plan, key, digest: increment::seeds_digest(&rows), rows: Some(rows) }),
             Err(e) => skipped.push(Skipped { leaf: leaf.id.clone(), reason: e.to_string() }),
         }
     }
-    let mut warnings = Vec::new();
-    let previous = read_manifest(&cfg.output, &mut warnings).await?;
     // A leaf that is skipped now is not present: its old output goes, like a removed leaf's.
     let skipped_ids: BTreeSet<&str> = skipped.iter().map(|s| s.leaf.as_str()).collect();
     let runnable: BTreeSet<String> = present.into_iter().filter(|id| !skipped_ids.contains(id.as_str())).collect();
@@ -204,20 +212,59 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
     let candidates: Vec<Candidate> = leaves
         .iter()
         .map(|l| Candidate {
-            id: l.id.clone(),
-            seeds: l.seeds_digest.clone(),
+            id: l.hl.leaf.id.clone(),
+            seeds: l.digest.clone(),
             pipeline: records[l.plan].name.clone(),
             fingerprint: records[l.plan].fingerprint.clone(),
         })
         .collect();
-    let increment = increment::plan(previous.as_ref(), &cfg.teacher.identity(), &records, &candidates, &runnable);
+    let increment = increment::plan(previous.as_ref(), &teacher, &records, &candidates, &runnable);
     if leaves.is_empty() && increment.keep.is_empty() {
         let why = skipped.iter().map(|s| format!("{}: {}", s.leaf, s.reason)).collect::<Vec<_>>().join("; ");
         return Err(GenerateError::Nothing(if why.is_empty() { "the taxonomy has no leaves".into() } else { why }));
     }
-    let compute: BTreeSet<&str> = increment.compute.iter().map(|c| c.leaf.as_str()).collect();
-    let leaves = leaves.into_iter().filter(|l| compute.contains(l.id.as_str())).collect();
-    Ok(Prepared { leaves, skipped, previous, increment, warnings })
+    let compute: BTreeSet<String> = increment.compute.iter().map(|c| c.leaf.clone()).collect();
+    let mut jobs = Vec::new();
+    let mut increment = increment;
+    for l in leaves.into_iter().filter(|l| compute.contains(l.hl.leaf.id.as_str())) {
+        let leaf = &l.hl.leaf;
+        // A leaf planned from its recorded digest that is computed anyway (its pipeline or
+        // teacher changed): the run needs its rows, and records their digest.
+        let seeds = match l.rows {
+            Some(rows) => rows,
+            None => match expand(cfg, l.hl).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    increment.compute.retain(|c| c.leaf != leaf.id);
+                    skipped.push(Skipped { leaf: leaf.id.clone(), reason: e.to_string() });
+                    continue;
+                }
+            },
+        };
+        let seeds_digest = increment::seeds_digest(&seeds);
+        jobs.push(LeafJob { id: leaf.id.clone(), hash: l.hl.hash.clone(), kind: leaf.kind, plan: l.plan, seeds, seeds_digest, seeds_key: l.key });
+    }
+    Ok(Prepared { leaves: jobs, skipped, previous, increment, warnings })
+}
+
+/// A leaf with a pipeline, before the plan: its seed digest, and its seed rows unless the
+/// manifest's record of it made expanding them unnecessary.
+struct Expanded<'a> {
+    hl: &'a HashedLeaf,
+    plan: usize,
+    key: String,
+    digest: String,
+    rows: Option<RecordBatch>,
+}
+
+/// A leaf's seed rows (its documents read and chunked for a knowledge leaf).
+async fn expand(cfg: &GenerateConfig, hl: &HashedLeaf) -> Result<RecordBatch, seeds::SeedError> {
+    let leaf = &hl.leaf;
+    let mut files = Vec::new();
+    if let (Some(doc), Some(docs)) = (&leaf.document, &cfg.docs) {
+        files = documents::resolve(docs, &leaf.path, doc).await.files;
+    }
+    seeds::seed_rows(leaf, &files, cfg.counter.as_ref(), &cfg.chunk)
 }
 
 /// What `generate` would compute, keep and remove, without calling the teacher or writing.

@@ -11,7 +11,9 @@
 //! taxonomy no longer has leaves the manifest. The outputs are those of a fresh full run with
 //! the same cache, because each kept leaf is exactly what that run would compute.
 
+use crate::documents::ChunkOptions;
 use crate::engine::report::{LeafDone, Manifest, PipelineRecord};
+use crate::taxonomy::LeafKind;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +32,28 @@ pub fn seeds_digest(seeds: &RecordBatch) -> String {
     // recorded one and the leaf is simply computed again.
     let encoded = writer.write(seeds).and_then(|()| writer.finish()).map(|()| writer.into_inner()).unwrap_or_default();
     hasher.update(&encoded);
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+/// Domain separation (and version) of seed keys. Bump it when [`crate::seeds::seed_rows`] comes
+/// to give other rows for the same inputs, so recorded digests are not taken for new rows.
+const SEEDS_KEY_CONTEXT: &str = "labflow seed key v1";
+
+/// What a leaf's seed rows are a function of: its hash (content and documents, as the walk
+/// computed it), its kind, whether the documents were read, the chunk sizes, the teacher (whose
+/// tokenizer counts the chunks' tokens) and this labflow. A leaf whose key equals the one the
+/// manifest recorded with it has the recorded [`seeds_digest`], so a rerun need not expand it
+/// (read and chunk its documents again) to find it unchanged.
+pub fn seeds_key(hash: &str, kind: LeafKind, documents_hashed: bool, chunk: &ChunkOptions, teacher: &str) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key(SEEDS_KEY_CONTEXT);
+    let text = format!(
+        "{}\n{hash}\n{}\n{documents_hashed}\n{} {}\n{teacher}",
+        env!("CARGO_PKG_VERSION"),
+        kind.label(),
+        chunk.max_tokens,
+        chunk.overlap_tokens
+    );
+    hasher.update(text.as_bytes());
     hasher.finalize().to_hex()[..32].to_string()
 }
 

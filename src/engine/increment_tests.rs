@@ -17,6 +17,7 @@ fn done(id: &str, seeds: &str, p: &PipelineRecord, requests: &[u64]) -> LeafDone
         kind: "freeform_skill".into(),
         pipeline: p.name.clone(),
         seeds: seeds.into(),
+        seeds_key: String::new(),
         fingerprint: p.fingerprint.clone(),
         rows: 1,
         rejects: 0,

@@ -50,6 +50,9 @@ pub struct LeafJob {
     pub seeds: RecordBatch,
     /// [`increment::seeds_digest`] of `seeds`, recorded in the manifest.
     pub seeds_digest: String,
+    /// [`increment::seeds_key`] of what `seeds` were expanded from, recorded in the manifest
+    /// (empty: none; the next run then expands the leaf to compare digests).
+    pub seeds_key: String,
 }
 
 /// A global step: a step of one of the plans.

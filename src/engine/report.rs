@@ -70,6 +70,10 @@ pub struct LeafDone {
     /// Hash of the seed rows it was computed from (`engine::increment::seeds_digest`).
     #[serde(default)]
     pub seeds: String,
+    /// What the seed rows were expanded from (`engine::increment::seeds_key`): a later run
+    /// that finds the same key takes `seeds` as it is instead of expanding the leaf again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub seeds_key: String,
     /// Fingerprint of the pipeline it was computed with.
     #[serde(default)]
     pub fingerprint: String,

@@ -65,6 +65,7 @@ fn leaves(n: usize) -> Vec<LeafJob> {
             ])
             .unwrap(),
             seeds_digest: String::new(),
+            seeds_key: String::new(),
         })
         .collect()
 }
@@ -136,6 +137,7 @@ fn an_operator_error_stops_every_worker_and_names_the_operator() {
             plan: 0,
             seeds: text_batch(&[("seed_question", vec!["q".into()])]).unwrap(),
             seeds_digest: String::new(),
+            seeds_key: String::new(),
         })
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
