@@ -17,17 +17,19 @@
 
 use crate::documents::{self, ChunkOptions, TokenCount};
 use crate::engine::increment::{self, Candidate, Increment};
-use crate::engine::{self, EngineError, Job, LeafJob, Manifest, PipelineRecord, ProcessDone, Progress, RunOptions, Summary, MANIFEST_FORMAT};
+use crate::engine::report::LeafDone;
+use crate::engine::{
+    self, EngineError, Job, LeafJob, Manifest, PipelineRecord, ProcessDone, Progress, RunOptions, Summary, MANIFEST_FORMAT,
+};
 use crate::pipeline::Plan;
 use crate::seeds;
 use crate::store::dataset::{self, DatasetError};
 use crate::store::Location;
-use crate::engine::report::LeafDone;
 use crate::taxonomy::{walk, HashedLeaf, TaxonomyError, WalkOptions};
-use arrow::record_batch::RecordBatch;
 use crate::teacher::cache::{CacheConfig, CacheError, CachedClient, ResponseCache};
 use crate::teacher::counted::Counted;
 use crate::teacher::Client;
+use arrow::record_batch::RecordBatch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -242,7 +244,15 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
             },
         };
         let seeds_digest = increment::seeds_digest(&seeds);
-        jobs.push(LeafJob { id: leaf.id.clone(), hash: l.hl.hash.clone(), kind: leaf.kind, plan: l.plan, seeds, seeds_digest, seeds_key: l.key });
+        jobs.push(LeafJob {
+            id: leaf.id.clone(),
+            hash: l.hl.hash.clone(),
+            kind: leaf.kind,
+            plan: l.plan,
+            seeds,
+            seeds_digest,
+            seeds_key: l.key,
+        });
     }
     Ok(Prepared { leaves: jobs, skipped, previous, increment, warnings })
 }
@@ -286,8 +296,7 @@ pub async fn generate(cfg: GenerateConfig) -> Result<Generated, GenerateError> {
         let cache = Arc::new(ResponseCache::open(cfg.output.sub("cache"), CacheConfig::default()).await?);
         let counted = Counted::new(Arc::clone(&cfg.teacher));
         // Durable: a `kill -9` at any moment repeats only the calls in flight (invariant 3).
-        let teacher: Arc<dyn Client> =
-            Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)).durable());
+        let teacher: Arc<dyn Client> = Arc::new(CachedClient::new(Arc::clone(&counted) as Arc<dyn Client>, Arc::clone(&cache)).durable());
         let stats = {
             let (counted, cache) = (Arc::clone(&counted), Arc::clone(&cache));
             Arc::new(move || {
