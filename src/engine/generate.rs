@@ -220,14 +220,13 @@ async fn prepare(cfg: &GenerateConfig) -> Result<Prepared, GenerateError> {
             fingerprint: records[l.plan].fingerprint.clone(),
         })
         .collect();
-    let increment = increment::plan(previous.as_ref(), &teacher, &records, &candidates, &runnable);
+    let mut increment = increment::plan(previous.as_ref(), &teacher, &records, &candidates, &runnable);
     if leaves.is_empty() && increment.keep.is_empty() {
         let why = skipped.iter().map(|s| format!("{}: {}", s.leaf, s.reason)).collect::<Vec<_>>().join("; ");
         return Err(GenerateError::Nothing(if why.is_empty() { "the taxonomy has no leaves".into() } else { why }));
     }
     let compute: BTreeSet<String> = increment.compute.iter().map(|c| c.leaf.clone()).collect();
     let mut jobs = Vec::new();
-    let mut increment = increment;
     for l in leaves.into_iter().filter(|l| compute.contains(l.hl.leaf.id.as_str())) {
         let leaf = &l.hl.leaf;
         // A leaf planned from its recorded digest that is computed anyway (its pipeline or

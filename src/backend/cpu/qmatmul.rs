@@ -124,6 +124,9 @@ fn rows_into(kernel: Kernel, x: &QActs, w: &QMatrix, rows: std::ops::Range<usize
         unsafe { x86::rows_avx512vnni(x, w, rows, out) };
         return;
     }
+    // One dot at a time (every kernel but AVX-512 VNNI, and that one on an odd block count).
+    #[cfg(target_arch = "x86_64")]
+    let kernel = if kernel == Kernel::Avx512Vnni && is_x86_feature_detected!("avxvnni") { Kernel::AvxVnni } else { kernel };
     let width = rows.len();
     for (j, n) in rows.enumerate() {
         let (wq, wd, ws) = (&w.qs[n * k..][..k], &w.d[n * nb..][..nb], &w.dsum128[n * nb..][..nb]);
@@ -176,16 +179,15 @@ impl Kernel {
     fn dot(self, wq: &[i8], wd: &[f32], ws: &[f32], aq: &[i8], ad: &[f32]) -> f32 {
         match self {
             Kernel::Portable => dot_portable(wq, wd, aq, ad),
-            // SAFETY: detect() chose these kernels only where the CPU has the features they enable
-            // (Avx512Vnni: also avx2 and fma; avxvnni is checked in its arm).
+            // SAFETY: detect() (or `rows_into`, for AvxVnni) chose these kernels only where the CPU
+            // has the features they enable; detect() requires avx2 and fma for Avx512Vnni too.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
-            // Rows with an odd block count: AVX-512 VNNI does not imply the VEX-encoded AVX-VNNI
-            // (AMD Zen 4 has the first only; its dot_avxvnni was an illegal instruction there).
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni if is_x86_feature_detected!("avxvnni") => unsafe { x86::dot_avxvnni(wq, wd, ws, aq, ad) },
+            // AVX-512 VNNI does not imply the VEX-encoded AVX-VNNI (AMD Zen 4 has only the
+            // first; dot_avxvnni was an illegal instruction there): `rows_into` turns this kernel
+            // into AvxVnni where the CPU has it, once per call.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => unsafe { x86::dot_avx2(wq, wd, aq, ad) },
         }
