@@ -1,6 +1,6 @@
 //! Benchmark: the embedded teacher's model on the SmolLM2 GGUF, beside `benches/llama_cpp_teacher.py`.
 //!
-//! `cargo bench --bench teacher -- [--threads N] [--repeat R]` (or `LABFLOW_THREADS=N`) prints
+//! `cargo bench --bench teacher -- [--threads N] [--repeat R] [--only a,b]` (or `LABFLOW_THREADS=N`) prints
 //! one JSON line per measurement, medians of R runs (default 3) after one warm-up:
 //!
 //! - `prompt`: prompt processing, one 128-token prompt through `Model::forward` (f32 gemm);
@@ -51,6 +51,10 @@ fn main() {
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
     let threads = opt("--threads").or_else(|| std::env::var("LABFLOW_THREADS").ok().and_then(|t| t.parse().ok())).unwrap_or(1);
     let repeat = opt("--repeat").unwrap_or(3).max(1);
+    // `--only decode_1,decode_16`: just those benches (for profiling one of them).
+    let only: Option<Vec<String>> =
+        args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(|v| v.split(',').map(str::to_string).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == name));
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let gguf = GgufFile::open(&path).expect("model present (bash models/fetch.sh)");
     let mut model = Model::from_gguf(&gguf).expect("model loads");
@@ -81,11 +85,13 @@ fn main() {
     };
 
     // Prompt processing.
-    let runs = time(&mut || {
-        let mut cache = KvCache::new(model.config(), prompt.len());
-        model.forward(&prompt, &mut cache).expect("prefill");
-    });
-    emit("prompt", prompt.len(), runs);
+    if wanted("prompt") {
+        let runs = time(&mut || {
+            let mut cache = KvCache::new(model.config(), prompt.len());
+            model.forward(&prompt, &mut cache).expect("prefill");
+        });
+        emit("prompt", prompt.len(), runs);
+    }
 
     // Decode, B sequences at once; the prompts differ per sequence (a different 64-token window).
     let decode = |b: usize, precision: Precision, n: usize| -> f64 {
@@ -105,9 +111,18 @@ fn main() {
         }
         t.elapsed().as_secs_f64()
     };
-    emit("decode_1", n_gen, (0..repeat + 1).map(|_| decode(1, Precision::Q8, n_gen)).skip(1).collect());
-    emit("decode_1_f32", 32, vec![decode(1, Precision::F32, 32)]);
-    emit("decode_16", 16 * n_gen, (0..repeat).map(|_| decode(16, Precision::Q8, n_gen)).collect());
+    if wanted("decode_1") {
+        emit("decode_1", n_gen, (0..repeat + 1).map(|_| decode(1, Precision::Q8, n_gen)).skip(1).collect());
+    }
+    if wanted("decode_1_f32") {
+        emit("decode_1_f32", 32, vec![decode(1, Precision::F32, 32)]);
+    }
+    if wanted("decode_16") {
+        emit("decode_16", 16 * n_gen, (0..repeat).map(|_| decode(16, Precision::Q8, n_gen)).collect());
+    }
+    if !wanted("teacher_1") && !wanted("teacher_16") {
+        return;
+    }
 
     // Through the teacher: 1 or 16 concurrent requests, continuous batching, with and without a
     // constraint.
@@ -145,7 +160,7 @@ fn main() {
     };
     // The three kinds of run take turns, so that a change in the machine's load (these machines
     // are shared) falls on all three rather than on whichever ran last.
-    for (b, name) in [(1, "teacher_1"), (16, "teacher_16")] {
+    for (b, name) in [(1, "teacher_1"), (16, "teacher_16")].into_iter().filter(|(_, name)| wanted(name)) {
         run(b, None);
         run(b, Some(FREE));
         let (mut free, mut warm, mut cold, mut strict) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
