@@ -18,15 +18,16 @@
 
 use std::path::Path;
 
-use crate::backend::cpu::attention::{attention_one, attention_rows, AttnShape};
+use crate::backend::cpu::attention::{attention_rows, AttnShape};
 use crate::backend::cpu::matmul::matmul_wt_threads;
-use crate::backend::cpu::matvec::matvec_wt;
-use crate::backend::cpu::qmatmul::{qmatmul_wt, QActs, QMatrix};
+use crate::backend::cpu::qmatmul::QMatrix;
 use crate::backend::cpu::rmsnorm::rmsnorm;
 use crate::backend::cpu::rope::rope;
 pub use crate::backend::cpu::rope::RopeStyle;
 
 use super::{GgufFile, ModelError, SafetensorsFolder};
+
+mod step;
 
 
 /// Architectures this module runs.
@@ -465,130 +466,7 @@ impl Model {
     /// its own cache. Every row is computed independently of the others, so a sequence's logits
     /// are bit-identical whatever it is batched with.
     pub fn forward_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.on_pool(|| self.step_batch(steps, precision))
-    }
-
-    /// [`Model::forward_batch`] on the current thread.
-    fn step_batch(&self, steps: &mut [(u32, &mut KvCache)], precision: Precision) -> Result<Vec<Vec<f32>>, ModelError> {
-        let cfg = &self.config;
-        let (c, kv, q_dim, f, bsz) = (cfg.hidden, cfg.kv_dim(), cfg.n_heads * cfg.head_dim, cfg.ffn, steps.len());
-        if bsz == 0 {
-            return Ok(Vec::new());
-        }
-        let q8 = match precision {
-            Precision::F32 => None,
-            Precision::Q8 => Some(self.q8.as_ref().ok_or_else(|| ModelError::Input("Q8 weights not built (quantize_q8)".into()))?),
-        };
-        // x: [B, C]
-        let mut x = Vec::with_capacity(bsz * c);
-        for (tok, cache) in steps.iter() {
-            if cache.len + 1 > cache.capacity {
-                return Err(ModelError::Input(format!("{} positions exceed the KV cache's capacity {}", cache.len + 1, cache.capacity)));
-            }
-            if cache.k.len() != cfg.n_layers {
-                return Err(ModelError::Input(format!("KV cache has {} blocks, the model {}", cache.k.len(), cfg.n_layers)));
-            }
-            let row = self
-                .tok_embd
-                .get(*tok as usize * c..(*tok as usize + 1) * c)
-                .ok_or_else(|| ModelError::Input(format!("token id {tok} outside the vocabulary of {}", cfg.vocab_size)))?;
-            x.extend_from_slice(row);
-        }
-        let shape = AttnShape { n_heads: cfg.n_heads, n_kv_heads: cfg.n_kv_heads, head_dim: cfg.head_dim };
-        let qkv_w = q_dim + 2 * kv;
-        let mut qkv = vec![0f32; bsz * qkv_w]; // [B, H·D + 2·Hkv·D]
-        let mut att = vec![0f32; bsz * q_dim]; // [B, H·D]
-        let mut proj = vec![0f32; bsz * c]; // [B, C]
-        let mut gate_up = vec![0f32; bsz * 2 * f]; // [B, 2·F]
-        let mut hidden = vec![0f32; bsz * f]; // [B, F]
-        let mut acts = QActs::default();
-        let th = self.threads;
-        for (l, b) in self.blocks.iter().enumerate() {
-            let mut n = x.clone(); // n: [B, C]
-            rmsnorm(&mut n, &b.attn_norm, cfg.rms_eps);
-            match q8 {
-                Some(w) => {
-                    acts.quantize(&n, c);
-                    qmatmul_wt(&acts, &w.blocks[l].wqkv, &mut qkv, th);
-                }
-                None => {
-                    let (mut q, mut k, mut v) = (vec![0f32; bsz * q_dim], vec![0f32; bsz * kv], vec![0f32; bsz * kv]);
-                    matvec_wt(&n, &b.wq, &mut q, c, th);
-                    matvec_wt(&n, &b.wk, &mut k, c, th);
-                    matvec_wt(&n, &b.wv, &mut v, c, th);
-                    for (i, row) in qkv.chunks_exact_mut(qkv_w).enumerate() {
-                        row[..q_dim].copy_from_slice(&q[i * q_dim..][..q_dim]);
-                        row[q_dim..q_dim + kv].copy_from_slice(&k[i * kv..][..kv]);
-                        row[q_dim + kv..].copy_from_slice(&v[i * kv..][..kv]);
-                    }
-                }
-            }
-            for (i, (row, (_, cache))) in qkv.chunks_exact_mut(qkv_w).zip(steps.iter_mut()).enumerate() {
-                let (q, rest) = row.split_at_mut(q_dim);
-                let (k, v) = rest.split_at_mut(kv);
-                if let Some([bq, bk, bv]) = &b.bias {
-                    add_rows(q, bq);
-                    add_rows(k, bk);
-                    add_rows(v, bv);
-                }
-                let pos = cache.len;
-                rope(q, cfg.n_heads, cfg.head_dim, cfg.rope_dims, pos, cfg.rope_base, cfg.rope_style);
-                rope(k, cfg.n_kv_heads, cfg.head_dim, cfg.rope_dims, pos, cfg.rope_base, cfg.rope_style);
-                cache.k[l].extend_from_slice(k);
-                cache.v[l].extend_from_slice(v);
-                attention_one(q, &cache.k[l], &cache.v[l], pos, shape, &mut att[i * q_dim..][..q_dim]);
-            }
-            match q8 {
-                Some(w) => {
-                    acts.quantize(&att, q_dim);
-                    qmatmul_wt(&acts, &w.blocks[l].wo, &mut proj, th);
-                }
-                None => matvec_wt(&att, &b.wo, &mut proj, q_dim, th),
-            }
-            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
-
-            let mut n = x.clone();
-            rmsnorm(&mut n, &b.ffn_norm, cfg.rms_eps);
-            match q8 {
-                Some(w) => {
-                    acts.quantize(&n, c);
-                    qmatmul_wt(&acts, &w.blocks[l].w_gate_up, &mut gate_up, th);
-                    for (h, gu) in hidden.chunks_exact_mut(f).zip(gate_up.chunks_exact(2 * f)) {
-                        h.copy_from_slice(&gu[..f]);
-                        crate::backend::cpu::swiglu::swiglu(h, &gu[f..]);
-                    }
-                    acts.quantize(&hidden, f);
-                    qmatmul_wt(&acts, &w.blocks[l].w_down, &mut proj, th);
-                }
-                None => {
-                    let mut up = vec![0f32; bsz * f];
-                    matvec_wt(&n, &b.w_gate, &mut hidden, c, th);
-                    matvec_wt(&n, &b.w_up, &mut up, c, th);
-                    crate::backend::cpu::swiglu::swiglu(&mut hidden, &up);
-                    matvec_wt(&hidden, &b.w_down, &mut proj, f, th);
-                }
-            }
-            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
-        }
-        for (_, cache) in steps.iter_mut() {
-            cache.len += 1;
-        }
-        rmsnorm(&mut x, &self.out_norm, cfg.rms_eps);
-        let v = cfg.vocab_size;
-        let logits = match q8 {
-            Some(w) => {
-                acts.quantize(&x, c);
-                let mut out = vec![0f32; bsz * v];
-                qmatmul_wt(&acts, &w.lm_head, &mut out, th);
-                out
-            }
-            None => {
-                let mut out = vec![0f32; bsz * v];
-                matvec_wt(&x, self.lm_head.as_deref().unwrap_or(&self.tok_embd), &mut out, c, th);
-                out
-            }
-        };
-        Ok(logits.chunks_exact(v).map(<[f32]>::to_vec).collect())
+        self.step_batch(steps, precision)
     }
 
     /// Final hidden states after the output norm, `[T, C]`.

@@ -75,32 +75,41 @@ pub fn attention_one(q: &[f32], k: &[f32], v: &[f32], pos: usize, shape: AttnSha
         "invariant: attention shapes agree"
     );
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
-    let n_keys = pos + 1;
-    let mut scores = vec![0f32; n_keys];
+    let mut scores = Vec::new();
     for h in 0..n_heads {
-        let kh = h / group;
-        let qh = &q[h * d..][..d];
-        for (s, sc) in scores.iter_mut().enumerate() {
-            *sc = super::matvec::dot(qh, &k[s * kv_row + kh * d..][..d]) * scale;
-        }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0f32;
-        for sc in scores.iter_mut() {
-            *sc = (*sc - max).exp();
-            total += *sc;
-        }
-        let o = &mut out[h * d..][..d];
-        o.iter_mut().for_each(|x| *x = 0.0);
-        for (s, &p) in scores.iter().enumerate() {
-            let vs = &v[s * kv_row + kh * d..][..d];
-            for (a, &x) in o.iter_mut().zip(vs) {
-                *a += p * x;
-            }
-        }
-        let inv = 1.0 / total;
-        o.iter_mut().for_each(|x| *x *= inv);
+        attention_head(&q[h * d..][..d], k, v, pos, h / group, shape, &mut scores, &mut out[h * d..][..d]);
     }
+}
+
+/// One query head of [`attention_one`]: `qh: [D]` at position `pos` against key/value head `kh`
+/// of `k, v: [S, Hkv, D]`, into `out: [D]`; `scores` is scratch space. The same arithmetic as
+/// [`attention_one`]'s, so a decode step may split a row's heads between threads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_head(qh: &[f32], k: &[f32], v: &[f32], pos: usize, kh: usize, shape: AttnShape, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let d = shape.head_dim;
+    let kv_row = shape.n_kv_heads * d;
+    assert!(
+        qh.len() == d && out.len() == d && kh < shape.n_kv_heads && k.len() == v.len() && k.len() >= (pos + 1) * kv_row,
+        "invariant: attention shapes agree"
+    );
+    let scale = 1.0 / (d as f32).sqrt();
+    scores.clear();
+    scores.extend((0..=pos).map(|s| super::matvec::dot(qh, &k[s * kv_row + kh * d..][..d]) * scale));
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        total += *sc;
+    }
+    out.iter_mut().for_each(|x| *x = 0.0);
+    for (s, &p) in scores.iter().enumerate() {
+        let vs = &v[s * kv_row + kh * d..][..d];
+        for (a, &x) in out.iter_mut().zip(vs) {
+            *a += p * x;
+        }
+    }
+    let inv = 1.0 / total;
+    out.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// [`attention`] in f32 for `T` new queries at positions `pos0..pos0+T` (a prompt's prefill),

@@ -19,8 +19,9 @@ pub fn matvec_wt(x: &[f32], w: &[f32], y: &mut [f32], k: usize, threads: usize) 
     fill_bands(y, n, threads, |rows, out| rows_into(x, w, k, rows, out));
 }
 
-/// `out: [T, |rows|]`: every `x` row dotted with weight rows `rows`.
-fn rows_into(x: &[f32], w: &[f32], k: usize, rows: std::ops::Range<usize>, out: &mut [f32]) {
+/// `out: [T, |rows|]`: every `x` row dotted with weight rows `rows` (one band of
+/// [`matvec_wt`]; a thread's share of the product in a decode step, [`super::team`]).
+pub fn rows_into(x: &[f32], w: &[f32], k: usize, rows: std::ops::Range<usize>, out: &mut [f32]) {
     let width = rows.len();
     #[cfg(target_arch = "x86_64")]
     let simd = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");

@@ -15,5 +15,6 @@ pub mod qmatmul;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
+pub mod team;
 
 pub use device::Cpu;

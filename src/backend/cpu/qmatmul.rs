@@ -40,13 +40,26 @@ pub struct QActs {
     d: Vec<f32>,
 }
 
-/// Quantises one block: `d = max|x| / 127`, `q = round(x / d)`.
+/// Quantises one block: `d = max|x| / 127`, `q = round(x / d)` (halves away from zero, as
+/// `f32::round`). Written so that it compiles to vector instructions without SSE4.1's rounding
+/// (`f32::round` is a library call on baseline x86-64): lane-wise maxima, and the rounding as
+/// truncation plus a carry on the exact fraction.
 fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut lanes = [0f32; 8];
+    for chunk in x.chunks_exact(8) {
+        for (m, v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = lanes.iter().chain(&x[x.len() / 8 * 8..]).fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        let r = v * inv;
+        // |r| ≤ 127 (up to rounding), so the truncation and the fraction are exact.
+        let t = r as i32;
+        let frac = r - t as f32;
+        *q = (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)).clamp(-127, 127) as i8;
     }
     d
 }
@@ -115,6 +128,13 @@ pub fn qmatmul_wt(x: &QActs, w: &QMatrix, y: &mut [f32], threads: usize) {
     fill_bands(y, w.n, threads, |rows, out| rows_into(kernel, x, w, rows, out));
 }
 
+/// One band of [`qmatmul_wt`]: `out: [T, |rows|]` = every activation row times weight rows
+/// `rows` (a thread's share of the product in a decode step, [`super::team`]).
+pub fn qmatmul_band(x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
+    assert!(x.k == w.k && rows.end <= w.n && out.len() == x.rows() * rows.len(), "invariant: qmatmul shapes agree");
+    rows_into(Kernel::detect(), x, w, rows, out);
+}
+
 /// `out: [T, |rows|]` = the products of every activation row with weight rows `rows`.
 fn rows_into(kernel: Kernel, x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
     let (k, nb) = (w.k, w.k / QK);
@@ -149,7 +169,13 @@ enum Kernel {
 }
 
 impl Kernel {
+    /// The best kernel this CPU runs, chosen once per process.
     fn detect() -> Kernel {
+        static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(Kernel::choose)
+    }
+
+    fn choose() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if std::env::var_os("LABFLOW_NO_SIMD").is_some() {
@@ -335,6 +361,19 @@ mod tests {
                 assert!((p - s).abs() <= 1e-4 * (1.0 + s.abs()), "portable {p} vs reference {s}");
                 let _ = ws;
             }
+        }
+    }
+
+    #[test]
+    fn quantisation_rounds_as_f32_round() {
+        // Ties, near-ties and plain values, scaled so that max|x| maps to 127.
+        let mut x: Vec<f32> = vec![127.0, -127.0, 0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 126.5, -126.5, 3.0, 0.0];
+        x.extend((0..20).map(|i| (i as f32 * 6.37 - 60.0) * 1.0001));
+        let mut q = vec![0i8; x.len()];
+        let d = quantize_block(&x, &mut q);
+        assert_eq!(d, 1.0);
+        for (&v, &qv) in x.iter().zip(&q) {
+            assert_eq!(i32::from(qv), (v / d).round().clamp(-127.0, 127.0) as i32, "{v}");
         }
     }
 

@@ -37,27 +37,43 @@ pub fn rope_packed(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize,
     rotate(x, n_heads, head_dim, n_rot, base, style, if inverse { -1.0 } else { 1.0 }, |t| pos[t]);
 }
 
+/// `base^(−2i / n_rot)` for each pair `i` of `n_rot / 2`: what [`angles`] turns by per position.
+pub fn inv_freq(n_rot: usize, base: f32) -> Vec<f64> {
+    (0..n_rot / 2).map(|i| f64::from(base).powf(-2.0 * i as f64 / n_rot as f64)).collect()
+}
+
+/// `(cos, sin)` of each pair's angle at position `pos` (`sign` −1: the inverse rotation),
+/// computed in f64.
+pub fn angles(inv_freq: &[f64], pos: usize, sign: f64) -> Vec<(f32, f32)> {
+    let pos = pos as f64;
+    inv_freq.iter().map(|&f| ((pos * f).cos() as f32, (sign * (pos * f).sin()) as f32)).collect()
+}
+
+/// Rotates every head of one token `x: [H·D]` by `cs` (from [`angles`]; `2 · cs.len()` dims of
+/// each head turn, the rest are left alone). [`rope`] is this over every token.
+pub fn rotate_token(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)], style: RopeStyle) {
+    let half = cs.len();
+    // head: [D]
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, &(cos, sin)) in cs.iter().enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                RopeStyle::HalfSplit => (i, i + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * cos - x1 * sin;
+            head[b] = x0 * sin + x1 * cos;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rotate(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, base: f32, style: RopeStyle, sign: f64, position: impl Fn(usize) -> usize) {
     assert!(n_rot <= head_dim && n_rot.is_multiple_of(2), "invariant: rope dims {n_rot} fit the head {head_dim}");
-    let half = n_rot / 2;
-    let inv_freq: Vec<f64> = (0..half).map(|i| f64::from(base).powf(-2.0 * i as f64 / n_rot as f64)).collect();
+    let inv_freq = inv_freq(n_rot, base);
     // x: [T, H·D]
     for (t, token) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
-        let pos = position(t) as f64;
-        let cs: Vec<(f32, f32)> = inv_freq.iter().map(|&f| ((pos * f).cos() as f32, (sign * (pos * f).sin()) as f32)).collect();
-        // head: [D]
-        for head in token.chunks_exact_mut(head_dim) {
-            for (i, &(cos, sin)) in cs.iter().enumerate() {
-                let (a, b) = match style {
-                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-                    RopeStyle::HalfSplit => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
-            }
-        }
+        rotate_token(token, head_dim, &angles(&inv_freq, position(t), sign), style);
     }
 }
 
