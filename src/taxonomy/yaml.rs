@@ -142,6 +142,9 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
     let mut fixed: Option<String> = None;
     let mut budget = REPARSE_BUDGET;
     let mut last: Option<Pos> = None;
+    // Spaces added at the start of each re-indented line (1-based line → count), so that
+    // positions found in the re-indented text are reported in the user's file.
+    let mut shifts: HashMap<usize, usize> = HashMap::new();
     loop {
         let current = fixed.as_deref().unwrap_or(text);
         match Builder::default().run(current) {
@@ -150,7 +153,12 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
                 budget -= current.len();
                 last = Some(e.pos);
                 let next = if e.message == QUOTED_INDENT {
-                    reindent_quoted(current, e.pos)
+                    reindent_quoted(current, e.pos).map(|(next, pad, lines)| {
+                        for line in lines {
+                            *shifts.entry(line).or_default() += pad;
+                        }
+                        next
+                    })
                 } else if e.message == INDENTING_TAB && crate::taxonomy::lint::pyyaml_scan_error(text).is_none() {
                     // PyYAML takes a tab in the leading whitespace of a quoted scalar's
                     // continuation line as folded-away whitespace; so does a space.
@@ -160,11 +168,32 @@ pub fn load(text: &str) -> Result<Document, LoadError> {
                 };
                 match next {
                     Some(next) => fixed = Some(next),
-                    None => return Err(e),
+                    None => return Err(LoadError { pos: unshift(&shifts, e.pos), ..e }),
                 }
             }
-            other => return other,
+            Err(e) => return Err(LoadError { pos: unshift(&shifts, e.pos), ..e }),
+            Ok(mut doc) => {
+                if !shifts.is_empty() {
+                    for node in doc.nodes.values_mut() {
+                        node.pos = unshift(&shifts, node.pos);
+                        node.key_pos = node.key_pos.map(|p| unshift(&shifts, p));
+                    }
+                    for dup in &mut doc.duplicates {
+                        dup.pos = unshift(&shifts, dup.pos);
+                        dup.first = unshift(&shifts, dup.first);
+                    }
+                }
+                return Ok(doc);
+            }
         }
+    }
+}
+
+/// `pos` in the re-indented text, as a position in the original: the added spaces taken off.
+fn unshift(shifts: &HashMap<usize, usize>, pos: Pos) -> Pos {
+    match shifts.get(&pos.line) {
+        Some(&pad) => Pos::new(pos.line, pos.column.saturating_sub(pad).max(1)),
+        None => pos,
     }
 }
 
@@ -188,8 +217,9 @@ fn replace_tab(text: &str, at: Pos) -> Option<String> {
 }
 
 /// Indent every continuation line of the quoted scalar that starts at `start` (1-based line and
-/// column of its opening quote) past the quote's column.
-fn reindent_quoted(text: &str, start: Pos) -> Option<String> {
+/// column of its opening quote) past the quote's column. Returns the new text, the number of
+/// spaces added and the (1-based) lines they were added to.
+fn reindent_quoted(text: &str, start: Pos) -> Option<(String, usize, Vec<usize>)> {
     let lines: Vec<&str> = text.split('\n').collect();
     let first = *lines.get(start.line.checked_sub(1)?)?;
     let quote_at = first.char_indices().nth(start.column.checked_sub(1)?).map(|(i, _)| i)?;
@@ -201,9 +231,11 @@ fn reindent_quoted(text: &str, start: Pos) -> Option<String> {
     let mut out: Vec<String> = lines[..start.line].iter().map(|l| l.to_string()).collect();
     // Find where the scalar closes: '' escapes a single quote, \ escapes in double quotes.
     let mut open = !closes(&first[quote_at + 1..], quote);
-    for line in &lines[start.line..] {
+    let mut padded = Vec::new();
+    for (i, line) in lines[start.line..].iter().enumerate() {
         if open && !line.trim().is_empty() {
             out.push(format!("{pad}{line}"));
+            padded.push(start.line + i + 1);
         } else {
             out.push(line.to_string());
         }
@@ -211,7 +243,7 @@ fn reindent_quoted(text: &str, start: Pos) -> Option<String> {
             open = false;
         }
     }
-    Some(out.join("\n"))
+    Some((out.join("\n"), start.column, padded))
 }
 
 /// Whether `segment` (inside a quoted scalar) contains its closing quote.
@@ -759,6 +791,18 @@ mod tests {
         let doc = load("a: 'one\n\n\t    two'\n").unwrap();
         assert_eq!(doc.value.unwrap()["a"], serde_json::json!("one\ntwo"));
         assert_eq!(load("a:\n\tb: 1\n").unwrap_err().message, INDENTING_TAB);
+    }
+
+    #[test]
+    fn positions_after_a_reindented_quoted_scalar_are_in_the_users_file() {
+        // The continuation line is under-indented (accepted like PyYAML by re-indenting it), and
+        // trailing content follows the closing quote: the error points at it in the original.
+        let err = load("a: 'one\ntwo' x\n").unwrap_err();
+        assert_eq!(err.code, "yaml.syntax");
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(err.pos.column <= "two' x".len() + 1, "{err:?}");
+        let doc = load("a: 'one\ntwo'\nb: 1\nc: ['x\ny', 2]\n").unwrap();
+        assert_eq!(doc.nodes["/c/1"].pos, Pos::new(5, 5));
     }
 
     #[test]
