@@ -281,21 +281,24 @@ mod x86 {
     /// weight row at a time. Per block pair, once per weight row: `−Σ 128 · qw` per lane (the
     /// offset correction, so `dpbusd` starting from it yields the exact signed lane sums) and the
     /// two weight scales; per activation row: one `dpbusd`, one conversion, one scale, one FMA.
-    /// Each output is computed the same way whatever the other rows are.
+    /// The activations are offset by 128 once per call, and two activation rows share each
+    /// weight load. Each output is computed the same way whatever the other rows are.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
     pub(super) unsafe fn rows_avx512vnni(x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
         let (k, nb) = (w.k, w.k / QK);
         let pairs = nb / 2;
         let width = rows.len();
-        let off = _mm512_set1_epi8(-128);
-        // Activation scales as [da0 ×8 | da1 ×8] per block pair: [T, pairs].
+        // Activations as unsigned bytes, a XOR 0x80 = a + 128: [T, K].
         let t_len = x.rows();
+        let au: Vec<u8> = x.qs.iter().map(|&a| (a as u8) ^ 0x80).collect();
+        // Activation scales as [da0 ×8 | da1 ×8] per block pair: [T, pairs].
         let mut ascale: Vec<__m512> = Vec::with_capacity(t_len * pairs);
         for b in 0..t_len * pairs {
             let lo = _mm256_set1_ps(x.d[2 * b]);
             let hi = _mm256_set1_ps(x.d[2 * b + 1]);
             ascale.push(_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
         }
+        let off = _mm512_set1_epi8(-128);
         let mut negc: Vec<__m512i> = vec![_mm512_setzero_si512(); pairs];
         let mut wscale: Vec<__m512> = vec![_mm512_setzero_ps(); pairs];
         for (j, n) in rows.enumerate() {
@@ -308,17 +311,32 @@ mod x86 {
                 let hi = _mm256_set1_ps(w.d[n * nb + 2 * p + 1]);
                 wscale[p] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
             }
-            for t in 0..t_len {
-                let aq = x.qs.as_ptr().add(t * k);
-                let asc = &ascale[t * pairs..][..pairs];
-                let mut acc = _mm512_setzero_ps();
+            // One activation row's sum for block pair p, into acc.
+            let step = |acc: __m512, a: *const u8, asc: __m512, p: usize, wv: __m512i| {
+                let dot = _mm512_dpbusd_epi32(negc[p], _mm512_loadu_si512(a.add(p * 64).cast()), wv);
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale[p], asc), acc)
+            };
+            let mut t = 0;
+            while t + 2 <= t_len {
+                let (a0, a1) = (au.as_ptr().add(t * k), au.as_ptr().add((t + 1) * k));
+                let (s0, s1) = (&ascale[t * pairs..][..pairs], &ascale[(t + 1) * pairs..][..pairs]);
+                let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                 for p in 0..pairs {
-                    let a = _mm512_xor_si512(_mm512_loadu_si512(aq.add(p * 64).cast()), off);
                     let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
-                    let dot = _mm512_dpbusd_epi32(negc[p], a, wv);
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale[p], asc[p]), acc);
+                    acc0 = step(acc0, a0, s0[p], p, wv);
+                    acc1 = step(acc1, a1, s1[p], p, wv);
                 }
-                out[t * width + j] = _mm512_reduce_add_ps(acc);
+                out[t * width + j] = _mm512_reduce_add_ps(acc0);
+                out[(t + 1) * width + j] = _mm512_reduce_add_ps(acc1);
+                t += 2;
+            }
+            if t < t_len {
+                let (a0, s0) = (au.as_ptr().add(t * k), &ascale[t * pairs..][..pairs]);
+                let mut acc0 = _mm512_setzero_ps();
+                for p in 0..pairs {
+                    acc0 = step(acc0, a0, s0[p], p, _mm512_loadu_si512(wq.add(p * 64).cast()));
+                }
+                out[t * width + j] = _mm512_reduce_add_ps(acc0);
             }
         }
     }
