@@ -6,7 +6,8 @@
 //! Bands run on the current rayon pool: the model's own when called inside a forward pass
 //! ([`crate::model::Model::set_threads`] builds it and runs each pass inside it, so a band split
 //! is a local `join` between workers that are already awake, not a thread start), rayon's global
-//! pool otherwise.
+//! pool otherwise. Batched decode steps do not come here: their threads share each product's
+//! bands as a compute team ([`super::team`], `model::llama::step`), one broadcast per step.
 
 use rayon::prelude::*;
 use std::ops::Range;
