@@ -281,8 +281,9 @@ mod x86 {
     /// weight row at a time. Per block pair, once per weight row: `−Σ 128 · qw` per lane (the
     /// offset correction, so `dpbusd` starting from it yields the exact signed lane sums) and the
     /// two weight scales; per activation row: one `dpbusd`, one conversion, one scale, one FMA.
-    /// The activations are offset by 128 once per call, and two activation rows share each
-    /// weight load. Each output is computed the same way whatever the other rows are.
+    /// The activations are offset by 128 once per call; four activation rows share each weight
+    /// load and one lane reduction ([`reduce4`]). A group of fewer rows is reduced with the
+    /// same tree, so each output is computed the same way whatever the other rows are.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni")]
     pub(super) unsafe fn rows_avx512vnni(x: &QActs, w: &QMatrix, rows: std::ops::Range<usize>, out: &mut [f32]) {
         let (k, nb) = (w.k, w.k / QK);
@@ -311,34 +312,77 @@ mod x86 {
                 let hi = _mm256_set1_ps(w.d[n * nb + 2 * p + 1]);
                 wscale[p] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
             }
-            // One activation row's sum for block pair p, into acc.
-            let step = |acc: __m512, a: *const u8, asc: __m512, p: usize, wv: __m512i| {
-                let dot = _mm512_dpbusd_epi32(negc[p], _mm512_loadu_si512(a.add(p * 64).cast()), wv);
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale[p], asc), acc)
-            };
+            let row = Row { wq, negc: &negc, wscale: &wscale, au: au.as_ptr(), ascale: &ascale, k, pairs };
             let mut t = 0;
-            while t + 2 <= t_len {
-                let (a0, a1) = (au.as_ptr().add(t * k), au.as_ptr().add((t + 1) * k));
-                let (s0, s1) = (&ascale[t * pairs..][..pairs], &ascale[(t + 1) * pairs..][..pairs]);
-                let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                for p in 0..pairs {
-                    let wv = _mm512_loadu_si512(wq.add(p * 64).cast());
-                    acc0 = step(acc0, a0, s0[p], p, wv);
-                    acc1 = step(acc1, a1, s1[p], p, wv);
+            while t < t_len {
+                let acc = match t_len - t {
+                    1 => pad(row.group::<1>(t)),
+                    2 => pad(row.group::<2>(t)),
+                    3 => pad(row.group::<3>(t)),
+                    _ => row.group::<4>(t),
+                };
+                let sums = reduce4(acc);
+                for (r, &sum) in sums.iter().take(t_len - t).enumerate() {
+                    out[(t + r) * width + j] = sum;
                 }
-                out[t * width + j] = _mm512_reduce_add_ps(acc0);
-                out[(t + 1) * width + j] = _mm512_reduce_add_ps(acc1);
-                t += 2;
-            }
-            if t < t_len {
-                let (a0, s0) = (au.as_ptr().add(t * k), &ascale[t * pairs..][..pairs]);
-                let mut acc0 = _mm512_setzero_ps();
-                for p in 0..pairs {
-                    acc0 = step(acc0, a0, s0[p], p, _mm512_loadu_si512(wq.add(p * 64).cast()));
-                }
-                out[t * width + j] = _mm512_reduce_add_ps(acc0);
+                t += 4;
             }
         }
+    }
+
+    /// One weight row's operands for [`Row::group`].
+    struct Row<'a> {
+        wq: *const i8,
+        negc: &'a [__m512i],
+        wscale: &'a [__m512],
+        au: *const u8,
+        ascale: &'a [__m512],
+        k: usize,
+        pairs: usize,
+    }
+
+    impl Row<'_> {
+        /// The lane sums of activation rows `t..t + R` against this weight row.
+        #[inline(always)]
+        unsafe fn group<const R: usize>(&self, t: usize) -> [__m512; R] {
+            let mut acc = [_mm512_setzero_ps(); R];
+            for p in 0..self.pairs {
+                let wv = _mm512_loadu_si512(self.wq.add(p * 64).cast());
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm512_loadu_si512(self.au.add((t + r) * self.k + p * 64).cast());
+                    let dot = _mm512_dpbusd_epi32(self.negc[p], a, wv);
+                    let scale = _mm512_mul_ps(self.wscale[p], self.ascale[(t + r) * self.pairs + p]);
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, *acc);
+                }
+            }
+            acc
+        }
+    }
+
+    /// Four accumulators from fewer, the rest zero.
+    #[inline(always)]
+    fn pad<const R: usize>(acc: [__m512; R]) -> [__m512; 4] {
+        // SAFETY: no memory is touched; AVX-512F is enabled wherever this is inlined.
+        let mut all = [unsafe { _mm512_setzero_ps() }; 4];
+        all[..R].copy_from_slice(&acc);
+        all
+    }
+
+    /// The sums of the 16 lanes of each of four vectors, in one tree for all four: lane i + lane
+    /// i + 8, then + lane i + 4, + lane i + 2, + lane i + 1 (the order `_mm512_reduce_add_ps`
+    /// sums one vector in). Lanes of different vectors never meet.
+    #[inline(always)]
+    pub(super) unsafe fn reduce4([a, b, c, d]: [__m512; 4]) -> [f32; 4] {
+        // 128-bit chunks [a0+a2, a1+a3, b0+b2, b1+b3], and the same for c, d.
+        let ab = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
+        let cd = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(c, d), _mm512_shuffle_f32x4::<0xEE>(c, d));
+        // Chunk i: vector i's four partial sums.
+        let s = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(ab, cd), _mm512_shuffle_f32x4::<0xDD>(ab, cd));
+        let s = _mm512_add_ps(s, _mm512_permute_ps::<0x4E>(s));
+        let s = _mm512_add_ps(s, _mm512_permute_ps::<0xB1>(s));
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), s);
+        [lanes[0], lanes[4], lanes[8], lanes[12]]
     }
 }
 
@@ -370,6 +414,14 @@ mod tests {
             let mut one = vec![f32::NAN; t * n];
             qmatmul_wt(&a, &w, &mut one, 1);
             assert_eq!(fast, one, "({t},{n},{k}): {threads} threads vs 1");
+            // Nor do the rows batched with a row (the kernels group rows).
+            for tt in 0..t {
+                let mut row = QActs::default();
+                row.quantize(&x[tt * k..][..k], k);
+                let mut alone = vec![f32::NAN; n];
+                qmatmul_wt(&row, &w, &mut alone, 1);
+                assert_eq!(alone[..], fast[tt * n..][..n], "({t},{n},{k}): row {tt} alone vs batched");
+            }
             let (wq, wd, ws) = (&w.qs, &w.d, &w.dsum128);
             for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
                 assert!((f - s).abs() <= 1e-4 * (1.0 + s.abs()), "({t},{n},{k}) at {i}: fast {f} vs reference {s}");
@@ -379,6 +431,29 @@ mod tests {
                 assert!((p - s).abs() <= 1e-4 * (1.0 + s.abs()), "portable {p} vs reference {s}");
                 let _ = ws;
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_four_way_lane_sum_is_the_one_vector_tree() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let lanes: Vec<[f32; 16]> = (0..4).map(|v| std::array::from_fn(|i| data(64, v)[i * 3] * (1.0 + i as f32 * 1e-3))).collect();
+        let tree = |l: &[f32; 16]| {
+            let v1: Vec<f32> = (0..8).map(|i| l[i] + l[i + 8]).collect();
+            let v2: Vec<f32> = (0..4).map(|i| v1[i] + v1[i + 4]).collect();
+            (v2[0] + v2[2]) + (v2[1] + v2[3])
+        };
+        // SAFETY: the CPU has AVX-512F (checked above); the loads read 16 floats each.
+        let got = unsafe {
+            use std::arch::x86_64::_mm512_loadu_ps;
+            x86::reduce4(std::array::from_fn(|v| _mm512_loadu_ps(lanes[v].as_ptr())))
+        };
+        for v in 0..4 {
+            assert_eq!(got[v], tree(&lanes[v]), "vector {v}");
         }
     }
 
