@@ -106,7 +106,7 @@ impl Sampler {
     /// uniform draw over the candidates' mass walks them in that order. Only the best
     /// [`SAMPLE_HEAD`] are sorted unless top-p or the draw needs more (sorting all 49,152 of
     /// SmolLM2's tokens for every sampled token was a sixth of a 16-sequence decode). The pick
-    /// is the full sort's ([`tests::reference_sample`] checks it), except that without a top-p
+    /// is the full sort's (the test `reference_sample` checks it), except that without a top-p
     /// cut the mass beyond the head is summed in another order, which can move the draw by a
     /// rounding error.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
@@ -131,13 +131,14 @@ impl Sampler {
                     keep = Some(i + 1);
                 }
             }
+            // `rest`: the mass of the candidates past the head, when there are any.
             let (cands, rest) = match keep {
-                Some(n) => (&sorted[..n], 0.0),
+                Some(n) => (&sorted[..n], None),
                 // No top-p cut inside the head: all k are candidates, the head first.
                 None if self.top_p >= 1.0 => {
                     let rest = order[head..].iter().map(|&i| lp[i as usize]).collect::<Vec<_>>();
                     let rest = if k < lp.len() { top_k_mass(&rest, k - head) } else { rest.iter().map(|l| l.exp()).sum() };
-                    (sorted, rest)
+                    (sorted, Some(rest))
                 }
                 // The top-p cut lies further down: sort more.
                 None => {
@@ -145,7 +146,7 @@ impl Sampler {
                     continue;
                 }
             };
-            let total: f64 = cands.iter().map(|&i| lp[i as usize].exp()).sum::<f64>() + rest;
+            let total: f64 = cands.iter().map(|&i| lp[i as usize].exp()).sum::<f64>() + rest.unwrap_or(0.0);
             let mut u = self.rng.random::<f64>() * total;
             for &id in cands {
                 u -= lp[id as usize].exp();
@@ -153,7 +154,7 @@ impl Sampler {
                     return id;
                 }
             }
-            if rest == 0.0 {
+            if rest.is_none() {
                 return cands.last().copied().unwrap_or(0);
             }
             // The draw fell past the head: walk the rest in order.
