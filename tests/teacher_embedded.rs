@@ -214,6 +214,34 @@ async fn concurrent_seeded_requests_give_the_same_text_as_alone() {
     }
 }
 
+/// With two compute threads, the sampling between steps runs on the model's workers (each
+/// sequence with its own sampler and constraint state): concurrent seeded requests, half of them
+/// under a constraint the model's own picks often break, give what the one-thread teacher gives
+/// each alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_threads_sampling_on_the_workers_give_what_one_thread_gives_alone() {
+    let Some(one) = teacher() else { return };
+    let options = labflow::teacher::TeacherOptions { threads: 2, ..labflow::teacher::TeacherOptions::default() };
+    let two = EmbeddedTeacher::load_with(model_path(), options).expect("model loads");
+    let strict = labflow::teacher::constraint::Constraint::Regex("[a-z ,]{1,40}[.]".into());
+    let reqs: Vec<Request> = ["Name a fruit.", "Describe a cat.", "Who wrote Hamlet?", "List three colors.", "Say hello.", "What is rain?"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let constraint = (i % 2 == 0).then(|| strict.clone());
+            request(
+                Prompt::Chat(vec![ChatMessage::new("user", *p)]),
+                Sampling { temperature: 0.8, max_tokens: 8 + 4 * i as u32, seed: Some(7 + i as u64), constraint, ..Sampling::default() },
+            )
+        })
+        .collect();
+    let together = futures::future::join_all(reqs.iter().map(|r| two.complete(r))).await;
+    for (i, (r, b)) in reqs.iter().zip(together).enumerate() {
+        let a = one.complete(r).await.expect("complete");
+        assert_eq!(a, b.expect("complete"), "request {i}: one thread alone vs two threads batched with 5 others");
+    }
+}
+
 /// `complete_streaming` and what it sent: the response, and each choice's pieces in order.
 async fn streamed(client: &dyn Client, request: &Request) -> (labflow::teacher::Response, Vec<Vec<String>>) {
     let (deltas, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -236,7 +264,10 @@ async fn streaming_sends_the_text_as_it_is_decoded_and_never_takes_a_piece_back(
     let requests = [
         request(story.clone(), Sampling::greedy(24)),
         request(story, Sampling { stop: vec![second], ..Sampling::greedy(24) }),
-        request(chat.clone(), Sampling { temperature: 1.0, seed: Some(5), n: 2, max_tokens: 40, stop: vec!["\n".into()], ..Sampling::default() }),
+        request(
+            chat.clone(),
+            Sampling { temperature: 1.0, seed: Some(5), n: 2, max_tokens: 40, stop: vec!["\n".into()], ..Sampling::default() },
+        ),
         request(chat, Sampling::greedy(40)),
     ];
     for (case, r) in requests.iter().enumerate() {

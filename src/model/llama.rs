@@ -29,7 +29,6 @@ use super::{GgufFile, ModelError, SafetensorsFolder};
 
 mod step;
 
-
 /// Architectures this module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -403,6 +402,17 @@ impl Model {
         match &self.pool {
             Some(pool) => pool.install(f),
             None => f(),
+        }
+    }
+
+    /// `f` applied to every item, on the model's workers (in order on the calling thread when it
+    /// has none), the results in the items' order: per-sequence work between two decode steps
+    /// (sampling, constraints) that would otherwise leave all but one core idle.
+    pub fn map_on_workers<T: Send, R: Send>(&self, items: &mut [T], f: impl Fn(&mut T) -> R + Sync + Send) -> Vec<R> {
+        use rayon::prelude::*;
+        match &self.pool {
+            Some(pool) => pool.install(|| items.par_iter_mut().with_max_len(1).map(f).collect()),
+            None => items.iter_mut().map(f).collect(),
         }
     }
 

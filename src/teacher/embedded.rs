@@ -24,16 +24,16 @@
 //! the final choice and streaming changes nothing in the answer.
 
 use crate::model::sample::{log_softmax, loop_holdback, repeating_tail, top_k, Sampler};
+use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
 use crate::teacher::constraint::{TokenAutomaton, Vocabulary};
 use crate::teacher::prefill::{PrefillStats, Prefiller, DEFAULT_PREFIX_CACHE_BYTES};
-use crate::model::{ChatTemplate, GgufFile, KvCache, Model, ModelError, Precision, SafetensorsFolder, Tokenizer};
 use crate::teacher::{Choice, Client, Delta, DeltaSender, FinishReason, Prompt, Request, Response, TeacherError, TokenLogprob, Usage};
 use futures::future::BoxFuture;
+use regex_automata::util::primitives::StateID;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use regex_automata::util::primitives::StateID;
 
 /// The command that fetches the default model, named in errors about a missing model file.
 pub const FETCH_HINT: &str = "bash models/fetch.sh";
@@ -97,7 +97,10 @@ impl Core {
     /// The automaton of `request`'s constraint, compiled once per regex.
     fn automaton(&self, request: &Request) -> Result<Option<Arc<TokenAutomaton>>, TeacherError> {
         let Some(constraint) = &request.sampling.constraint else { return Ok(None) };
-        let spec = |e: crate::teacher::constraint::ConstraintError| TeacherError::Spec { endpoint: self.path.display().to_string(), message: e.to_string() };
+        let spec = |e: crate::teacher::constraint::ConstraintError| TeacherError::Spec {
+            endpoint: self.path.display().to_string(),
+            message: e.to_string(),
+        };
         let regex = constraint.regex().map_err(spec)?;
         let entry = {
             let mut cache = self.automata.lock().expect("invariant: automata lock is never poisoned");
@@ -302,13 +305,21 @@ fn decode_loop(core: Arc<Core>, jobs: mpsc::Receiver<SeqJob>, max_batch: usize) 
                 None => break,
             }
         }
-        // Sample; finished sequences leave.
+        // Sample, every sequence on its own (its sampler, its constraint state), spread over the
+        // model's workers: a constraint's token set for a new state costs milliseconds, and the
+        // whole team would wait for it. Finished sequences leave.
+        let picks = core.model.map_on_workers(&mut active, |seq| {
+            let pick = seq.advance(&core);
+            if let Ok(Some(_)) = pick {
+                seq.stream_final_part(&core);
+            }
+            pick
+        });
         let mut feed: Vec<u32> = Vec::with_capacity(active.len());
         let mut kept: Vec<SeqJob> = Vec::with_capacity(active.len());
-        for mut seq in active.drain(..) {
-            match seq.advance(&core) {
+        for (seq, pick) in active.drain(..).zip(picks) {
+            match pick {
                 Ok(Some(next)) => {
-                    seq.stream_final_part(&core);
                     feed.push(next);
                     kept.push(seq);
                 }
