@@ -20,12 +20,19 @@
 //!   measure the fast path (a token kept when the constraint permits it); `…_strict_cold` runs
 //!   under [`STRICT`], which refuses the model's pick often (capitals, digits, quotes, new
 //!   lines), so token sets of new states are computed inside the timed run: the slow path.
+//!   A refused pick often falls to the end of text, so strict choices end early and the batch
+//!   thins out, which lowers aggregate tok/s whatever a token costs; `…_strict_lengths` is the
+//!   unconstrained run with each request's `max_tokens` set to what its strict twin generated
+//!   in the same repeat, the peer a strict run is compared with.
+//!
+//! - `mask_free`, `mask_strict`: seconds for one token set of a new state (`tokens_per_second`
+//!   reads as token sets per second).
 //!
 //! Tokens fed while decoding are the greedy choices, so the sequences are real text.
 
 use labflow::model::llama::argmax;
 use labflow::model::{GgufFile, KvCache, Model, Precision, Tokenizer};
-use labflow::teacher::constraint::Constraint;
+use labflow::teacher::constraint::{Constraint, TokenAutomaton, Vocabulary};
 use labflow::teacher::{Client, EmbeddedTeacher, Prompt, Request, Sampling, TeacherOptions};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -120,6 +127,28 @@ fn main() {
     if wanted("decode_16") {
         emit("decode_16", 16 * n_gen, (0..repeat).map(|_| decode(16, Precision::Q8, n_gen)).collect());
     }
+    if wanted("mask") {
+        // The slow path's own cost: the token set of a state no run has met, over the model's
+        // whole vocabulary, for the permissive [`FREE`] (nearly every token allowed: the trie
+        // walk visits every node) and for [`STRICT`] (most subtrees cut at their first byte).
+        let vocab = std::sync::Arc::new(Vocabulary::new(&tok.token_bytes(), &tok.eos_id().into_iter().collect::<Vec<_>>()));
+        for (name, regex) in [("mask_free", FREE.to_string()), ("mask_strict", format!("{STRICT}{{0,2000}}"))] {
+            let automaton = TokenAutomaton::compile(&regex, vocab.clone()).expect("compiles");
+            let runs = (0..repeat)
+                .map(|r| {
+                    // Each call's state is new: one more character of the repetition.
+                    let mut state = automaton.advance_bytes(automaton.start(), &vec![b'a'; 64 * r]);
+                    let t = Instant::now();
+                    for _ in 0..64 {
+                        assert!(automaton.allowed(state).count() > 0);
+                        state = automaton.advance_bytes(state, b"a");
+                    }
+                    t.elapsed().as_secs_f64() / 64.0
+                })
+                .collect();
+            emit(name, 1, runs);
+        }
+    }
     if !wanted("teacher_1") && !wanted("teacher_16") {
         return;
     }
@@ -129,9 +158,11 @@ fn main() {
     drop(model);
     let teacher = EmbeddedTeacher::load_with(&path, TeacherOptions { threads, ..TeacherOptions::fast() }).expect("teacher");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let run = |b: usize, constraint: Option<&str>| -> (f64, u64) {
+    // One run of `b` concurrent requests; `lengths[i]` caps request `i` (default `n_gen`).
+    // Returns the seconds, the tokens generated, and each request's count.
+    let run_capped = |b: usize, constraint: Option<&str>, lengths: Option<&[u64]>| -> (f64, u64, Vec<u64>) {
         let t = Instant::now();
-        let used = rt.block_on(async {
+        let used: Vec<u64> = rt.block_on(async {
             let reqs: Vec<Request> = (0..b)
                 .map(|i| Request {
                     model: String::new(),
@@ -140,7 +171,7 @@ fn main() {
                     // count below is what was generated.
                     sampling: Sampling {
                         temperature: 0.8,
-                        max_tokens: n_gen as u32,
+                        max_tokens: lengths.map_or(n_gen as u32, |l| l[i] as u32),
                         seed: Some(i as u64),
                         constraint: constraint.map(|c| Constraint::Regex(c.to_string())),
                         ..Sampling::default()
@@ -148,9 +179,13 @@ fn main() {
                 })
                 .collect();
             let outs = futures::future::join_all(reqs.iter().map(|r| teacher.complete(r))).await;
-            outs.into_iter().map(|o| o.expect("complete").usage.completion_tokens).sum::<u64>()
+            outs.into_iter().map(|o| o.expect("complete").usage.completion_tokens).collect()
         });
-        (t.elapsed().as_secs_f64(), used)
+        (t.elapsed().as_secs_f64(), used.iter().sum(), used)
+    };
+    let run = |b: usize, constraint: Option<&str>| -> (f64, u64) {
+        let (seconds, tokens, _) = run_capped(b, constraint, None);
+        (seconds, tokens)
     };
     // Seconds per run scaled to the fewest tokens any run generated, so runs that stopped early
     // do not look faster.
@@ -163,17 +198,21 @@ fn main() {
     for (b, name) in [(1, "teacher_1"), (16, "teacher_16")].into_iter().filter(|(_, name)| wanted(name)) {
         run(b, None);
         run(b, Some(FREE));
-        let (mut free, mut warm, mut cold, mut strict) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut free, mut warm, mut cold, mut strict, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in 0..repeat {
             free.push(run(b, None));
             warm.push(run(b, Some(FREE)));
             // A constraint no run has used: the same language, a few more characters allowed.
             cold.push(run(b, Some(&format!(r"[^\[]{{0,{}}}", 2001 + b * 10 + r))));
-            strict.push(run(b, Some(&format!("{STRICT}{{0,{}}}", 2001 + b * 10 + r))));
+            let (seconds, tokens, each) = run_capped(b, Some(&format!("{STRICT}{{0,{}}}", 2001 + b * 10 + r)), None);
+            strict.push((seconds, tokens));
+            let (seconds, tokens, _) = run_capped(b, None, Some(&each));
+            lengths.push((seconds, tokens));
         }
         emit_runs(name, free);
         emit_runs(&format!("{name}_constrained"), warm);
         emit_runs(&format!("{name}_constrained_cold"), cold);
         emit_runs(&format!("{name}_strict_cold"), strict);
+        emit_runs(&format!("{name}_strict_lengths"), lengths);
     }
 }

@@ -26,20 +26,25 @@ const DFA_LIMIT: usize = 64 << 20;
 const MASK_CACHE: usize = 4096;
 
 /// A model's vocabulary as bytes, in a trie, with the ids that end a completion.
+///
+/// The trie is flat, in preorder: node `i`'s subtree is `i..skip[i]`, so a walk is one pass
+/// over a few arrays that leaves a dead subtree with one jump instead of chasing child lists.
 pub struct Vocabulary {
     size: usize,
     end: Vec<u32>,
     /// Each token's bytes (empty for tokens never written).
     bytes: Vec<Box<[u8]>>,
-    /// Trie nodes; node 0 is the root. Children sorted by byte.
-    nodes: Vec<Node>,
-}
-
-#[derive(Default)]
-struct Node {
-    children: Vec<(u8, u32)>,
-    /// Tokens whose bytes end at this node.
+    /// Per node, in preorder (node 0 is the root, whose entries are unused): the byte on the
+    /// edge into it, its depth, the first node after its subtree, and where its tokens start in
+    /// `tokens` (they end where the next node's start).
+    byte: Vec<u8>,
+    depth: Vec<u16>,
+    skip: Vec<u32>,
+    first_token: Vec<u32>,
+    /// Ids of the tokens whose bytes end at each node, node by node.
     tokens: Vec<u32>,
+    /// The deepest node's depth: the longest token.
+    max_depth: usize,
 }
 
 impl Vocabulary {
@@ -47,33 +52,53 @@ impl Vocabulary {
     /// writes (control tokens); `end` are the ids that end a completion (end of sequence, end
     /// of turn).
     pub fn new(tokens: &[Option<Vec<u8>>], end: &[u32]) -> Vocabulary {
-        let mut nodes = vec![Node::default()];
-        for (id, bytes) in tokens.iter().enumerate() {
-            let Some(bytes) = bytes.as_deref().filter(|b| !b.is_empty()) else { continue };
-            if end.contains(&(id as u32)) {
-                continue;
+        // Sorted byte strings list a trie's nodes in preorder: each token adds the nodes of its
+        // bytes past the prefix it shares with the token before it.
+        let mut order: Vec<(&[u8], u32)> = tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(id, b)| b.as_deref().filter(|b| !b.is_empty()).map(|b| (b, id as u32)))
+            // A token longer than a depth can count is never written under a constraint.
+            .filter(|(b, id)| !end.contains(id) && b.len() < usize::from(u16::MAX))
+            .collect();
+        order.sort_unstable();
+        let (mut byte, mut depth, mut first_token, mut ids) = (vec![0u8], vec![0u16], vec![0u32], Vec::new());
+        let mut previous: &[u8] = &[];
+        for &(bytes, id) in &order {
+            let shared = bytes.iter().zip(previous).take_while(|(a, b)| a == b).count();
+            for (d, &b) in bytes.iter().enumerate().skip(shared) {
+                byte.push(b);
+                depth.push((d + 1) as u16);
+                first_token.push(ids.len() as u32);
             }
-            let mut at = 0usize;
-            for &b in bytes {
-                at = match nodes[at].children.binary_search_by_key(&b, |c| c.0) {
-                    Ok(i) => nodes[at].children[i].1 as usize,
-                    Err(i) => {
-                        let next = nodes.len();
-                        nodes.push(Node::default());
-                        nodes[at].children.insert(i, (b, next as u32));
-                        next
-                    }
-                };
-            }
-            nodes[at].tokens.push(id as u32);
+            // Sorted, so this token's node is the last one made: its tokens stay contiguous.
+            ids.push(id);
+            previous = bytes;
         }
+        first_token.push(ids.len() as u32);
+        // A node's subtree ends at the next node no deeper than it.
+        let n = byte.len();
+        let mut skip = vec![n as u32; n];
+        let mut open: Vec<usize> = Vec::new();
+        for i in 0..n {
+            while open.last().is_some_and(|&j| depth[j] >= depth[i]) {
+                skip[open.pop().unwrap_or_default()] = i as u32;
+            }
+            open.push(i);
+        }
+        let max_depth = depth.iter().copied().max().unwrap_or(0) as usize;
         let bytes = tokens.iter().map(|t| t.clone().unwrap_or_default().into_boxed_slice()).collect();
-        Vocabulary { size: tokens.len(), end: end.to_vec(), bytes, nodes }
+        Vocabulary { size: tokens.len(), end: end.to_vec(), bytes, byte, depth, skip, first_token, tokens: ids, max_depth }
     }
 
     /// Number of token ids.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Ids of the tokens whose bytes end at node `i`.
+    fn tokens_at(&self, i: usize) -> &[u32] {
+        &self.tokens[self.first_token[i] as usize..self.first_token[i + 1] as usize]
     }
 }
 
@@ -302,8 +327,7 @@ impl TokenAutomaton {
             if !open.contains(id) {
                 continue;
             }
-            let closer = self.vocab.end.contains(&id)
-                || self.distance(self.advance(state, id)).is_some_and(|d| d < here);
+            let closer = self.vocab.end.contains(&id) || self.distance(self.advance(state, id)).is_some_and(|d| d < here);
             if closer {
                 bits[id as usize / 64] |= 1 << (id % 64);
             }
@@ -323,17 +347,20 @@ impl TokenAutomaton {
         let mut set = |id: u32| bits[id as usize / 64] |= 1 << (id % 64);
         let mut any_byte = false;
         if self.alive(state) {
-            let mut stack: Vec<(u32, StateID)> = vec![(0, state)];
-            while let Some((node, s)) = stack.pop() {
-                for &(b, child) in &v.nodes[node as usize].children {
-                    let next = self.dfa.next_state(s, b);
-                    if !self.alive(next) {
-                        continue;
-                    }
-                    any_byte = true;
-                    v.nodes[child as usize].tokens.iter().for_each(|&t| set(t));
-                    stack.push((child, next));
+            // `states[d]`: the DFA state after the walk's current path down to depth `d`.
+            let mut states = vec![state; v.max_depth + 1];
+            let mut i = 1;
+            while i < v.byte.len() {
+                let d = v.depth[i] as usize;
+                let next = self.dfa.next_state(states[d - 1], v.byte[i]);
+                if !self.alive(next) {
+                    i = v.skip[i] as usize;
+                    continue;
                 }
+                any_byte = true;
+                states[d] = next;
+                v.tokens_at(i).iter().for_each(|&t| set(t));
+                i += 1;
             }
             // A byte no token starts with can still continue the match (rare: vocabularies
             // without every single byte); then the match is not complete.

@@ -105,7 +105,8 @@ fn refusals_name_the_problem() {
     assert!(Constraint::Choice(vec![]).regex().is_err());
     let e = json_schema::to_regex(&serde_json::json!({"type": "string", "pattern": "x"})).unwrap_err();
     assert!(e.to_string().contains("`pattern` is not supported"), "{e}");
-    let e = json_schema::to_regex(&serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]})).unwrap_err();
+    let e = json_schema::to_regex(&serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]}))
+        .unwrap_err();
     assert!(e.to_string().contains("\"b\""), "{e}");
     // `check` refuses the same malformed constraints without building a DFA.
     assert!(Constraint::Regex("(unclosed".into()).check().unwrap_err().to_string().contains("bad regex"));
@@ -134,8 +135,12 @@ fn json_schema_regexes_accept_valid_and_refuse_invalid_documents() {
     ] {
         assert!(re.is_match(ok), "{ok}");
     }
-    for bad in [r#"{"score": 2}"#, r#"{"question": "", "score": 2}"#, r#"{"question": "x", "score": 3}"#, r#"{"question": "x", "score": 1, "tags": ["a","b","c"]}"#]
-    {
+    for bad in [
+        r#"{"score": 2}"#,
+        r#"{"question": "", "score": 2}"#,
+        r#"{"question": "x", "score": 3}"#,
+        r#"{"question": "x", "score": 1, "tags": ["a","b","c"]}"#,
+    ] {
         assert!(!re.is_match(bad), "{bad}");
     }
 }
@@ -189,7 +194,8 @@ fn arb_schema() -> impl Strategy<Value = serde_json::Value> {
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
-            (inner.clone(), 0u64..2, 0u64..3).prop_map(|(items, lo, extra)| json!({"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra})),
+            (inner.clone(), 0u64..2, 0u64..3)
+                .prop_map(|(items, lo, extra)| json!({"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra})),
             (prop::collection::vec(inner.clone(), 1..4), 0usize..4).prop_map(|(props, req)| {
                 let names: Vec<String> = (0..props.len()).map(|i| format!("k{i}")).collect();
                 let properties: serde_json::Map<String, serde_json::Value> = names.iter().cloned().zip(props).collect();
@@ -221,7 +227,9 @@ proptest! {
     /// computes, in every state a random walk passes; `pick` draws only permitted tokens.
     #[test]
     fn permits_agrees_with_the_allowed_set(pattern in arb_regex(), seed in any::<u64>()) {
-        let (v, bytes, end) = vocab(b"abc-[]xyz", &[b"ab", b"[a", b"c]", b"--", b"abc"]);
+        // Out of byte order, a duplicate ("ab" twice), prefixes of longer tokens, and tokens
+        // deeper than any other: the flat trie's preorder and subtree jumps must hold for each.
+        let (v, bytes, end) = vocab(b"abc-[]xyz", &[b"ab", b"[a", b"c]", b"--", b"abc", b"zz-ab", b"ab", b"abcabc", b"a[]"]);
         let a = TokenAutomaton::compile(&pattern, v).unwrap();
         let mut sampler = Sampler::new(1.0, 1.0, None, Some(seed));
         let flat = vec![0.0f32; bytes.len()];
