@@ -10,7 +10,9 @@
 //! between leaves duplicates, never a loss. Only that newest run of segments is merged, so a
 //! compaction costs at most about `BIG_SEGMENT` bytes of reads however large the cache has
 //! grown, and the merged records keep their order after every older segment. Loading reads every
-//! segment in sequence order and keeps every record whose checksum matches (`segment`).
+//! segment in sequence order and keeps every record whose checksum matches (`segment`); a value
+//! is parsed when it is first asked for, so opening a cache costs its bytes and checksums, not a
+//! JSON parse of every entry.
 //!
 //! Segments are created with `PutMode::Create` where the store supports it, so two processes
 //! sharing a cache never overwrite each other's segment: the loser takes the next free number.
@@ -111,7 +113,9 @@ pub struct CacheStats {
 /// across an `.await`.
 #[derive(Default)]
 struct State {
-    index: HashMap<Key, Entry>,
+    /// Each entry's serialised value, decoded only when it is asked for: a rerun that needs a
+    /// few of a large cache's entries does not parse them all at open.
+    index: HashMap<Key, bytes::Bytes>,
     /// Encoded records not yet in a segment, and how many.
     pending: Vec<u8>,
     pending_count: u64,
@@ -202,7 +206,18 @@ impl ResponseCache {
 
     /// The value under `key`, counting a hit or a miss.
     pub(super) fn get(&self, key: &Key) -> Option<Entry> {
-        let found = self.shared.lock().index.get(key).cloned();
+        let stored = self.shared.lock().index.get(key).cloned();
+        let found = stored.and_then(|bytes| match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                // Checksum right but not a value this version understands: a miss, once.
+                let mut state = self.shared.lock();
+                state.index.remove(key);
+                state.stats.dropped_records += 1;
+                state.warn(format!("a cached value is unreadable and is fetched again: {e}"));
+                None
+            }
+        });
         let counter = if found.is_some() { &self.shared.hits } else { &self.shared.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -224,7 +239,7 @@ impl ResponseCache {
         }
         segment::encode_record(&mut state.pending, &key, &encoded);
         state.pending_count += 1;
-        state.index.insert(key, value.clone());
+        state.index.insert(key, encoded.into());
     }
 
     /// Write every pending entry to the store now, as one new segment, and compact if there
@@ -278,16 +293,8 @@ async fn load(location: &Location, state: &mut State) -> Result<(), CacheError> 
             state.warn(format!("{path}: skipped {} damaged bytes at offset {}", damage.len, damage.offset));
         }
         for record in &decoded.records {
-            match serde_json::from_slice::<Entry>(record.value) {
-                Ok(entry) => {
-                    state.index.entry(record.key).or_insert(entry);
-                }
-                Err(e) => {
-                    // Checksum right but not a value this version understands.
-                    state.stats.dropped_records += 1;
-                    state.warn(format!("{path}: record at offset {} unreadable: {e}", record.offset));
-                }
-            }
+            // Values are parsed when asked for (`get`); one that does not parse is a miss then.
+            state.index.entry(record.key).or_insert_with(|| bytes.slice_ref(record.value));
         }
         state.segments.insert(seq, bytes.len() as u64);
         state.next_seq = state.next_seq.max(seq + 1);
@@ -506,6 +513,26 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.uncacheable, stats.entries, stats.pending), (1, 1, 1));
         assert!(cache.get(&[1; segment::KEY]).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_value_that_does_not_parse_is_a_miss_counted_once() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let location = Location::memory(store, "");
+        let good = Entry::Score(vec![1.5f64.to_bits()]);
+        let mut segment = Vec::new();
+        segment::encode_record(&mut segment, &[1; segment::KEY], &serde_json::to_vec(&good).expect("serialise"));
+        // Checksum right, value no version of `Entry` reads.
+        segment::encode_record(&mut segment, &[2; segment::KEY], br#"{"bogus":1}"#);
+        location.store.put(&location.child(&format!("{DIR}/{}", segment_name(0))), segment.into()).await.expect("put");
+        let cache = ResponseCache::open(location, CacheConfig::default()).await.expect("open");
+        assert_eq!((cache.stats().entries, cache.stats().dropped_records), (2, 0), "parsed only when asked for");
+        assert_eq!(cache.get(&[1; segment::KEY]), Some(good));
+        assert_eq!(cache.get(&[2; segment::KEY]), None);
+        assert_eq!(cache.get(&[2; segment::KEY]), None);
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.dropped_records, stats.hits, stats.misses), (1, 1, 1, 2), "{stats:?}");
+        assert_eq!(stats.warnings.len(), 1);
     }
 
     #[test]
