@@ -27,8 +27,11 @@ fn seed_text(i: usize) -> String {
 /// No panic, positions within the file, and a leaf only when error-free.
 fn check_invariants(path: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     let check = check_leaf(path, bytes);
-    let lines = bytes.split(|&b| b == b'\n').count().max(1);
-    let longest = bytes.split(|&b| b == b'\n').map(|l| l.len()).max().unwrap_or(0);
+    // Lines as YAML (and the reference, reading with universal newlines) counts them: LF, CRLF
+    // or a lone CR ends a line.
+    let unix = String::from_utf8_lossy(bytes).replace("\r\n", "\n").replace('\r', "\n");
+    let lines = unix.split('\n').count().max(1);
+    let longest = bytes.split(|&b| b == b'\n' || b == b'\r').map(|l| l.len()).max().unwrap_or(0);
     for d in &check.diagnostics {
         prop_assert!(d.line >= 1 && d.line <= lines + 1, "line {} outside 1..={} in {d}", d.line, lines + 1);
         prop_assert!(d.column >= 1 && d.column <= longest + 2, "column {} past the longest line ({longest}) in {d}", d.column);

@@ -127,17 +127,11 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
             return out;
         }
     };
-    let doc = match yaml::load(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            d.push(Diagnostic::error(rel_path, e.pos, e.code, e.message));
-            return out;
-        }
-    };
     // The reference reads files with universal newlines before parsing and linting, so PyYAML
-    // and yamllint never see a CR; do the same, and say so as a warning.
+    // and yamllint never see a CR; do the same, and say so as a warning. Every position below is
+    // therefore in lines as YAML (and the reference) counts them: a lone CR ends a line too.
     let unix_text;
-    let lint_text = if text.contains('\r') {
+    let text = if text.contains('\r') {
         let first = text.split('\n').position(|l| l.contains('\r')).unwrap_or(0) + 1;
         d.push(Diagnostic::warning(
             rel_path,
@@ -150,7 +144,14 @@ pub fn check_leaf(rel_path: &str, bytes: &[u8]) -> LeafCheck {
     } else {
         text
     };
-    let (style_findings, scan_error) = lint::lint_and_scan(lint_text);
+    let doc = match yaml::load(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.push(Diagnostic::error(rel_path, e.pos, e.code, e.message));
+            return out;
+        }
+    };
+    let (style_findings, scan_error) = lint::lint_and_scan(text);
     // saphyr reads YAML 1.2; PyYAML refuses a few things 1.2 allows. Refuse them too.
     if let Some((line, column)) = scan_error {
         d.push(Diagnostic::error(
@@ -290,12 +291,13 @@ fn lint_code(rule: &str) -> &'static str {
     }
 }
 
-/// 1-based line and column of byte offset `at` (columns counted in bytes of invalid text).
+/// 1-based line and column of byte offset `at` (columns counted in bytes of invalid text), with
+/// lines counted as YAML counts them: LF, CRLF or a lone CR ends a line.
 fn byte_pos(bytes: &[u8], at: usize) -> Pos {
     let before = &bytes[..at.min(bytes.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    Pos::new(line, col)
+    let breaks = before.iter().enumerate().filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))).count();
+    let col = before.iter().rev().take_while(|&&b| b != b'\n' && b != b'\r').count() + 1;
+    Pos::new(breaks + 1, col)
 }
 
 #[cfg(test)]
@@ -317,6 +319,23 @@ mod tests {
             assert_eq!(c.diagnostics[0].code, codes::YAML_EMPTY);
             assert!(!c.has_errors());
         }
+    }
+
+    /// A lone CR ends a line for YAML and for the reference (universal newlines), so a file with
+    /// CR or CRLF line endings gets the positions its LF twin gets, plus the line-endings warning.
+    #[test]
+    fn positions_in_cr_and_crlf_files_are_those_of_the_lf_file() {
+        let lf = "version: 3\ntask_description: 'x'\nseed_examples:\n  - question: a\n    answer: [b\nc: d\n";
+        let want = check_leaf("x/qna.yaml", lf.as_bytes());
+        let error = |c: &LeafCheck| c.diagnostics.iter().find(|d| d.is_error()).map(|d| (d.code, d.line, d.column));
+        assert!(error(&want).is_some(), "{:?}", want.diagnostics);
+        for ending in ["\r", "\r\n"] {
+            let c = check_leaf("x/qna.yaml", lf.replace('\n', ending).as_bytes());
+            assert_eq!(error(&c), error(&want), "{ending:?}: {:?}", c.diagnostics);
+            assert!(c.diagnostics.iter().any(|d| d.code == "lint.new-lines"), "{:?}", c.diagnostics);
+        }
+        let c = check_leaf("x/qna.yaml", b"a: b\rc: \xff\n");
+        assert_eq!((c.diagnostics[0].line, c.diagnostics[0].column), (2, 4));
     }
 
     #[test]
