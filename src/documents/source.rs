@@ -124,7 +124,7 @@ pub async fn resolve(source: &Location, leaf_path: &str, doc: &DocumentRef) -> R
             ));
         }
         for hit in hits {
-            if hit.escapes {
+            if listing.escapes(source, hit) {
                 out.diagnostics.push(err(
                     pos,
                     codes::DOC_ESCAPE,
@@ -164,6 +164,7 @@ fn short(commit: &str) -> &str {
 
 struct Listed {
     path: String,
+    /// A symlink in a git tree (never followed). Local folders are checked per matched file.
     escapes: bool,
 }
 
@@ -171,6 +172,26 @@ struct Listing {
     files: Vec<Listed>,
     /// Where the commit's files are: a folder prefix, or a git clone and commit.
     origin: Origin,
+    /// The commit folder with symlinks resolved, when the source is a local folder.
+    canonical_commit: Option<PathBuf>,
+}
+
+impl Listing {
+    /// Whether `file` resolves outside its commit folder (a symlink pointing elsewhere, or one
+    /// that cannot be resolved). Only matched files are checked: resolving costs a system call
+    /// per path component, and a commit folder may hold far more files than a leaf reads.
+    fn escapes(&self, source: &Location, file: &Listed) -> bool {
+        match (&self.origin, &source.local_root) {
+            (Origin::Git(..), _) => file.escapes,
+            (Origin::Prefix(prefix), Some(root)) => match &self.canonical_commit {
+                Some(commit_dir) => {
+                    std::fs::canonicalize(root.join(prefix).join(&file.path)).map(|p| !p.starts_with(commit_dir)).unwrap_or(true)
+                }
+                None => false,
+            },
+            (Origin::Prefix(_), None) => false,
+        }
+    }
 }
 
 enum Origin {
@@ -216,14 +237,10 @@ async fn list_commit(source: &Location, owner: &str, name: &str, commit: &str) -
     for meta in metas {
         let Some(full) = source.relative(&meta.location) else { continue };
         let Some(rel) = full.strip_prefix(&format!("{prefix}/")) else { continue };
-        let escapes = match (&source.local_root, &canonical_commit) {
-            (Some(root), Some(commit_dir)) => std::fs::canonicalize(root.join(&full)).map(|p| !p.starts_with(commit_dir)).unwrap_or(true),
-            _ => false,
-        };
-        files.push(Listed { path: rel.to_string(), escapes });
+        files.push(Listed { path: rel.to_string(), escapes: false });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Listing { files, origin: Origin::Prefix(prefix) })
+    Ok(Listing { files, origin: Origin::Prefix(prefix), canonical_commit })
 }
 
 async fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
@@ -247,7 +264,7 @@ async fn list_git(repo: &Path, commit: &str) -> Result<Listing, ListError> {
         // Mode 120000 is a symlink: never followed, it could point anywhere.
         files.push(Listed { path: path.to_string(), escapes: meta.starts_with("120000") });
     }
-    Ok(Listing { files, origin: Origin::Git(repo.to_path_buf(), commit.to_string()) })
+    Ok(Listing { files, origin: Origin::Git(repo.to_path_buf(), commit.to_string()), canonical_commit: None })
 }
 
 async fn read_file(source: &Location, listing: &Listing, path: &str) -> Result<Vec<u8>, String> {

@@ -161,6 +161,7 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
     .collect()
     .await;
     let checks = check_all(contents);
+    let mut valid = Vec::new();
     for (rel, check, raw_hash) in checks {
         report.files_checked += 1;
         report.diagnostics.extend(check.diagnostics);
@@ -175,9 +176,15 @@ pub async fn walk(root: &Location, opts: &WalkOptions) -> Result<TreeReport, Tax
             ));
         }
         match check.leaf {
-            Some(leaf) => report.leaves.push(hash_leaf(leaf, opts, &mut report.diagnostics).await),
+            Some(leaf) => valid.push(leaf),
             None => report.raw_hashes.push((dir, raw_hash)),
         }
+    }
+    // Knowledge leaves read their documents: several at a time, since each waits on storage.
+    let mut hashed = futures::stream::iter(valid.into_iter().map(|leaf| hash_leaf(leaf, opts))).buffered(16);
+    while let Some((leaf, diagnostics)) = hashed.next().await {
+        report.leaves.push(leaf);
+        report.diagnostics.extend(diagnostics);
     }
     report.leaves.sort_by(|a, b| a.leaf.id.cmp(&b.leaf.id));
     report.diagnostics.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
@@ -220,7 +227,9 @@ fn check_all(contents: Vec<(String, Result<Vec<u8>, String>)>) -> Vec<(String, L
     out
 }
 
-async fn hash_leaf(leaf: Leaf, opts: &WalkOptions, diagnostics: &mut Vec<Diagnostic>) -> HashedLeaf {
+/// The leaf with its documents folded into its hash, and the documents' diagnostics.
+async fn hash_leaf(leaf: Leaf, opts: &WalkOptions) -> (HashedLeaf, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
     let mut hasher = blake3::Hasher::new();
     hasher.update(leaf.content_hash.as_bytes());
     let mut names = Vec::new();
@@ -237,7 +246,7 @@ async fn hash_leaf(leaf: Leaf, opts: &WalkOptions, diagnostics: &mut Vec<Diagnos
             names.push(path);
         }
     }
-    HashedLeaf { hash: hasher.finalize().to_hex().to_string(), leaf, documents_hashed, documents: names }
+    (HashedLeaf { hash: hasher.finalize().to_hex().to_string(), leaf, documents_hashed, documents: names }, diagnostics)
 }
 
 /// Best-effort path of an unreadable listing entry, for the diagnostic.
