@@ -7,8 +7,9 @@
 //!   run's by at most what can be in flight at once (`--max-in-flight` rows × the most choices
 //!   one row's call asks for), counted from the test teacher's journal, which survives the kill;
 //! - a reader polling the run folder throughout never sees a manifest it cannot parse, nor a
-//!   file the manifest lists that is missing, short or unreadable (local folder only: on s3s-fs
-//!   the reader's requests time out while a run writes).
+//!   file the manifest lists that is missing, short or unreadable. The reader has its own
+//!   client: an S3 client's pooled connections belong to the runtime that opened them, and a
+//!   connection borrowed from a runtime nobody drives hangs until the request times out.
 
 mod common;
 
@@ -90,10 +91,14 @@ impl Folder {
     }
 }
 
+/// Opens the run folder of a name, with a client of its own.
+type Opener = Arc<dyn Fn(&str) -> Folder + Send + Sync>;
+
 /// Polls a folder until stopped, collecting every problem a reader would have hit.
-fn poll(folder: Arc<Folder>, stop: Arc<AtomicBool>, problems: Arc<Mutex<Vec<String>>>) -> std::thread::JoinHandle<u32> {
+fn poll(open: Opener, name: String, stop: Arc<AtomicBool>, problems: Arc<Mutex<Vec<String>>>) -> std::thread::JoinHandle<u32> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let folder = open(&name);
         let mut reads = 0;
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = folder.read(&rt) {
@@ -108,12 +113,10 @@ fn poll(folder: Arc<Folder>, stop: Arc<AtomicBool>, problems: Arc<Mutex<Vec<Stri
 
 struct Harness {
     command: Box<dyn Fn() -> Command>,
-    folder: Box<dyn Fn(&str) -> Folder>,
+    folder: Opener,
     scratch: tempfile::TempDir,
     /// More arguments for `generate` (`--leaf` to keep a slow store's runs short).
     extra: Vec<String>,
-    /// Whether a reader polls the folder during each trial.
-    poll: bool,
 }
 
 impl Harness {
@@ -157,10 +160,11 @@ impl Harness {
             let h = blake3::hash(&trial.to_le_bytes());
             let u = f64::from(u32::from_le_bytes(h.as_bytes()[..4].try_into().unwrap())) / f64::from(u32::MAX);
             let at = if trial % 3 == 2 { 0.8 + 0.25 * u } else { 1.05 * u };
-            let folder = Arc::new((self.folder)(&format!("trial-{trial}")));
+            let name = format!("trial-{trial}");
+            let folder = (self.folder)(&name);
             let journal = self.scratch.path().join(format!("journal-{trial}"));
             let (stop, problems) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
-            let reader = self.poll.then(|| poll(Arc::clone(&folder), Arc::clone(&stop), Arc::clone(&problems)));
+            let reader = poll(Arc::clone(&self.folder), name, Arc::clone(&stop), Arc::clone(&problems));
             let mut child = self.generate(&folder, &journal).spawn().unwrap();
             std::thread::sleep(t.mul_f64(at));
             let finished = child.try_wait().unwrap().is_some();
@@ -168,11 +172,15 @@ impl Harness {
             child.wait().unwrap();
             self.complete(&folder, &journal);
             stop.store(true, Ordering::Relaxed);
-            let reads = reader.map_or(0, |r| r.join().unwrap());
+            let reads = reader.join().unwrap();
             let got = folder.read(&rt).unwrap().expect("the rerun wrote a manifest");
             assert_eq!(got, want, "trial {trial} (killed at {at:.2} of the run): the output differs from the uninterrupted run's");
             let asked = journal_choices(&journal);
-            eprintln!("trial {trial}: killed at {at:.2}{}, {asked} choices asked ({} repeated), {reads} reads", if finished { " (after it finished)" } else { "" }, asked.saturating_sub(calls));
+            eprintln!(
+                "trial {trial}: killed at {at:.2}{}, {asked} choices asked ({} repeated), {reads} reads",
+                if finished { " (after it finished)" } else { "" },
+                asked.saturating_sub(calls)
+            );
             assert!(asked >= calls, "trial {trial}: fewer choices ({asked}) than the uninterrupted run's ({calls})");
             let repeated = asked - calls;
             assert!(repeated <= bound, "trial {trial}: {repeated} choices repeated, more than can be in flight ({bound})");
@@ -190,13 +198,12 @@ fn kill_9_at_random_moments_on_a_local_folder_loses_nothing() {
     let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap());
     let harness = Harness {
         command: Box::new(|| Command::new(env!("CARGO_BIN_EXE_labflow"))),
-        folder: Box::new(move |name| Folder {
+        folder: Arc::new(move |name| Folder {
             url: root.join(name).to_string_lossy().into_owned(),
             loc: Location::memory(Arc::clone(&store), name),
         }),
         scratch,
         extra: Vec::new(),
-        poll: true,
     };
     harness.run(20);
 }
@@ -204,35 +211,35 @@ fn kill_9_at_random_moments_on_a_local_folder_loses_nothing() {
 #[test]
 fn kill_9_at_random_moments_on_s3_loses_nothing() {
     let Some(server) = common::s3::start(&[]) else { return };
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(common::s3::BUCKET)
-            .with_access_key_id(common::s3::KEY)
-            .with_secret_access_key(common::s3::SECRET)
-            .with_region("us-east-1")
-            .with_endpoint(format!("http://127.0.0.1:{}", server.port))
-            .with_allow_http(true)
-            // A reader that retries would hide what it saw.
-            .with_retry(object_store::RetryConfig { max_retries: 0, ..object_store::RetryConfig::default() })
-            .build()
-            .unwrap(),
-    );
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let client = move || -> Arc<dyn ObjectStore> {
+        Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(common::s3::BUCKET)
+                .with_access_key_id(common::s3::KEY)
+                .with_secret_access_key(common::s3::SECRET)
+                .with_region("us-east-1")
+                .with_endpoint(&endpoint)
+                .with_allow_http(true)
+                // A reader that retries would hide what it saw.
+                .with_retry(object_store::RetryConfig { max_retries: 0, ..object_store::RetryConfig::default() })
+                .build()
+                .unwrap(),
+        )
+    };
     std::fs::create_dir_all(server.root().join(common::s3::BUCKET)).unwrap();
     let server = Arc::new(server);
     let for_command = Arc::clone(&server);
     let harness = Harness {
         command: Box::new(move || common::s3::command(&for_command)),
-        folder: Box::new(move |name| Folder { url: common::s3::url(name), loc: Location::memory(Arc::clone(&store), name) }),
+        folder: Arc::new(move |name| Folder { url: common::s3::url(name), loc: Location::memory(client(), name) }),
         scratch: tempfile::tempdir().unwrap(),
         // s3s-fs answers a request in ~20 ms, and every flush of the cache is one: two leaves
-        // keep a run near 10 s. A polling reader's requests there time out (30 s) while a run
-        // writes, so the reader runs on the local folder only.
+        // keep a run near 10 s.
         extra: ["compositional_skills/linguistics/synonyms", "knowledge/science/animals/birds/black_capped_chickadee"]
             .iter()
             .flat_map(|l| ["--leaf".to_string(), l.to_string()])
             .collect(),
-        poll: false,
     };
     harness.run(std::env::var("CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4));
 }
-
