@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::copy_tree;
+use common::{changed_leaves, copy_tree};
 use labflow::documents::{ChunkOptions, WordEstimate};
 use labflow::engine::generate::{dry_run, generate, GenerateConfig, Generated};
 use labflow::engine::increment::Why;
@@ -107,7 +107,11 @@ impl Scratch {
         let ctx = BuildContext { scale: 2, ..BuildContext::default() };
         ["freeform_skills", "grounded_skills", "knowledge"]
             .iter()
-            .map(|p| Arc::new(pipeline::load(&DirSource(self.pipelines.clone()), &format!("{set}/{p}.yaml"), &ctx).unwrap_or_else(|e| panic!("{e}"))))
+            .map(|p| {
+                Arc::new(
+                    pipeline::load(&DirSource(self.pipelines.clone()), &format!("{set}/{p}.yaml"), &ctx).unwrap_or_else(|e| panic!("{e}")),
+                )
+            })
             .collect()
     }
 
@@ -323,19 +327,6 @@ async fn copy_cache(from: &Location, to: &Location) {
         let bytes = from.store.get(&meta.location).await.unwrap().bytes().await.unwrap();
         to.store.put(&to.child(&rel), bytes.into()).await.unwrap();
     }
-}
-
-/// The leaf folders a change pair's CHANGES.txt lists as added or modified.
-fn changed_leaves(case: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(case.join("CHANGES.txt")).unwrap();
-    let mut out: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("A\t").or_else(|| l.strip_prefix("M\t")))
-        .filter_map(|p| p.strip_suffix("/qna.yaml"))
-        .map(String::from)
-        .collect();
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

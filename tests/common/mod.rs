@@ -27,6 +27,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The leaf folders a change pair's (`../shared/data/changes/CASE`) CHANGES.txt lists as added or modified.
+pub fn changed_leaves(case: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(case.join("CHANGES.txt")).unwrap();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("A\t").or_else(|| l.strip_prefix("M\t")))
+        .filter_map(|p| p.strip_suffix("/qna.yaml"))
+        .map(String::from)
+        .collect();
+    out.sort();
+    out
+}
+
 /// The knowledge leaf `knowledge/science/animals/birds/black_capped_chickadee`'s document, under
 /// a docs folder (`../shared/data/docs`, or the quickstart's copy).
 pub const CHICKADEE_DOC: &str = "juliadenham/Summit_knowledge/5f7158a5ce83c4ff493bfe341fe31ecad64ff697/chickadee.md";
