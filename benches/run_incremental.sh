@@ -12,7 +12,10 @@
 # one-leaf rerun wall time and calls, and the goal's bound full/computed + 10%.
 #
 # Environment: LABFLOW (binary; default $CARGO_TARGET_DIR/release/labflow), DELAY_MS (10),
-# PIPELINE (full), MAX_IN_FLIGHT (16), SKIP_BUILD=1.
+# PIPELINE (full), MAX_IN_FLIGHT (16), SKIP_BUILD=1; TEACHER (default `test?delay_ms=$DELAY_MS`;
+# e.g. models/SmolLM2-135M-Instruct.Q4_1.gguf for the embedded one), EXTRA (more `generate`
+# arguments, e.g. "--scale 1 --max-tokens 32"), DOCS (default ../shared/data/docs). N=0 runs the
+# real taxonomy only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-3}
@@ -21,6 +24,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-release}
 LABFLOW=${LABFLOW:-$CARGO_TARGET_DIR/release/labflow}
 DELAY_MS=${DELAY_MS:-10}
 PIPELINE=${PIPELINE:-full}
+TEACHER=${TEACHER:-test?delay_ms=$DELAY_MS}
+DOCS=${DOCS:-../shared/data/docs}
+read -r -a EXTRA <<< "${EXTRA:-}"
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-16}
 OUT=benches/out/incremental
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin labflow
@@ -28,8 +34,9 @@ mkdir -p "$OUT"
 
 # The taxonomies: a copy of the real one, and N synthetic leaves with unique seeds.
 rm -rf "$OUT/tax-16" && cp -r ../shared/data/taxonomy "$OUT/tax-16"
-python3 benches/make_tree.py -n "$N" -o "$OUT/tax-$N" >/dev/null
-python3 - "$OUT/tax-$N" <<'EOF'
+TAXONOMIES=("$OUT/tax-16")
+[ "$N" = 0 ] || { TAXONOMIES+=("$OUT/tax-$N"); python3 benches/make_tree.py -n "$N" -o "$OUT/tax-$N" >/dev/null; }
+[ "$N" = 0 ] || python3 - "$OUT/tax-$N" <<'EOF'
 import pathlib, re, sys
 for i, q in enumerate(sorted(pathlib.Path(sys.argv[1]).rglob("qna.yaml"))):
     text = q.read_text()
@@ -41,14 +48,14 @@ EOF
 run() { # TAXONOMY FOLDER LABEL
   local t0 t1 json
   t0=$(date +%s.%N)
-  json=$("$LABFLOW" generate --taxonomy "$1" --docs ../shared/data/docs --pipeline "$PIPELINE" \
-    --teacher "test?delay_ms=$DELAY_MS" --output "$2" --max-in-flight "$MAX_IN_FLIGHT" --json 2>/dev/null)
+  json=$("$LABFLOW" generate --taxonomy "$1" --docs "$DOCS" --pipeline "$PIPELINE" \
+    --teacher "$TEACHER" --output "$2" --max-in-flight "$MAX_IN_FLIGHT" ${EXTRA[@]+"${EXTRA[@]}"} --json 2>/dev/null)
   t1=$(date +%s.%N)
   python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(json.dumps({"run": sys.argv[2], "wall_s": round(float(sys.argv[4])-float(sys.argv[3]), 3), "teacher_calls": s["teacher_calls"], "computed": s["computed"], "kept": s["kept"]}))' "$json" "$3" "$t0" "$t1"
 }
 
 : > "$OUT/runs.jsonl"
-for tax in "$OUT/tax-16" "$OUT/tax-$N"; do
+for tax in "${TAXONOMIES[@]}"; do
   name=$(basename "$tax")
   for r in $(seq 1 "$REPEAT"); do
     work="$OUT/work" && rm -rf "$work" && cp -r "$tax" "$work"
