@@ -100,14 +100,12 @@ fn the_real_change_pairs_recompute_exactly_the_changed_leaves_with_the_embedded_
         assert_eq!(computed, want, "{case}: computed other leaves than the change touched");
         assert_eq!(plan["compute"], after["increment"]["compute"], "{case}: the dry run planned something else");
         let edited: Vec<&String> = computed.iter().filter(|c| before.contains(c)).collect();
-        // (tc4's before-run was refused, so its folder records no run to compare with.)
-        let why = ["edited", "no_record", "new"][if case.starts_with("tc2") {
-            0
-        } else if before.is_empty() {
-            1
-        } else {
-            2
-        }];
+        // tc4's before-run was refused, so its folder records no run to compare with.
+        let why = match case {
+            "tc2_modify_skill_leaf" => "edited",
+            _ if before.is_empty() => "no_record",
+            _ => "new",
+        };
         assert!(compute.iter().all(|c| c["why"] == why), "{case}: every computed leaf should be {why}");
         assert_eq!(edited.len(), usize::from(case.starts_with("tc2")), "{case}");
         let kept: Vec<String> = before.iter().filter(|l| !edited.contains(l)).cloned().collect();
