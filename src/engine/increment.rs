@@ -10,12 +10,16 @@
 //! a leaf behind an edited step costs teacher calls only where its prompts are new. A leaf the
 //! taxonomy no longer has leaves the manifest. The outputs are those of a fresh full run with
 //! the same cache, because each kept leaf is exactly what that run would compute.
+//!
+//! Finding what changed is a differential dataflow ([`ledger`]): the manifest's leaf versions,
+//! then the taxonomy's as retractions and insertions; [`plan`] turns its verdicts into the run.
 
 use crate::documents::ChunkOptions;
+use crate::engine::ledger::{self, Verdict};
 use crate::engine::report::{LeafDone, Manifest, PipelineRecord};
 use crate::taxonomy::LeafKind;
 use arrow::record_batch::RecordBatch;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Domain separation (and version) of seed digests.
@@ -71,7 +75,7 @@ pub struct Candidate {
 }
 
 /// Why a leaf is computed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "why")]
 pub enum Why {
     /// The run folder has no manifest, or one an older labflow wrote.
@@ -148,54 +152,29 @@ pub fn plan(
         let compute = candidates.iter().map(|c| ToCompute { leaf: c.id.clone(), why: Why::NoRecord, estimated_requests: None }).collect();
         return Increment { compute, ..Increment::default() };
     };
+    let changes = ledger::changes(previous, teacher, pipelines, candidates, present);
     let old: BTreeMap<&str, &LeafDone> = previous.leaves.iter().map(|l| (l.leaf.as_str(), l)).collect();
     let old_pipelines: BTreeMap<&str, &PipelineRecord> = previous.pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
-    let new_pipelines: BTreeMap<&str, &PipelineRecord> = pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
-    let same_teacher = previous.teacher == teacher;
-    let candidate_ids: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
-    // Committed leaves that no longer exist under their id, by what they were computed from: a
-    // candidate with the same seeds and pipeline under a new id moved there.
-    let gone: BTreeMap<(&str, &str), &str> = previous
-        .leaves
-        .iter()
-        .filter(|l| !present.contains(&l.leaf))
-        .map(|l| ((l.seeds.as_str(), l.fingerprint.as_str()), l.leaf.as_str()))
-        .collect();
-
     let mut inc = Increment::default();
     for c in candidates {
         let before = old.get(c.id.as_str()).copied();
-        let why = match before {
-            _ if !same_teacher => Some(Why::Teacher),
-            None => Some(match gone.get(&(c.seeds.as_str(), c.fingerprint.as_str())) {
-                Some(from) => Why::Moved { from: from.to_string() },
-                None => Why::New,
-            }),
-            Some(b) if b.error.is_some() => Some(Why::Failed),
-            Some(b) if b.seeds != c.seeds => Some(Why::Edited),
-            Some(b) if b.fingerprint != c.fingerprint || b.pipeline != c.pipeline => {
-                Some(Why::Pipeline { steps: changed_steps(old_pipelines.get(b.pipeline.as_str()), new_pipelines.get(c.pipeline.as_str())) })
+        match changes.verdicts.get(&c.id) {
+            Some(Verdict::Compute(why)) => {
+                let estimated_requests = estimate(why, before, &old_pipelines, changes.mean_requests(&c.pipeline));
+                inc.compute.push(ToCompute { leaf: c.id.clone(), why: why.clone(), estimated_requests });
             }
-            Some(_) => None,
-        };
-        match why {
-            None => {
-                inc.keep.push(before.expect("invariant: only a recorded leaf is kept").clone());
-            }
-            Some(why) => {
-                let estimated_requests = estimate(&why, before, &old, &old_pipelines, new_pipelines.get(c.pipeline.as_str()));
-                inc.compute.push(ToCompute { leaf: c.id.clone(), why, estimated_requests });
-            }
+            // A candidate is never gone; unchanged, it keeps its files.
+            Some(Verdict::Gone) | None => match before {
+                Some(b) => inc.keep.push(b.clone()),
+                None => debug_assert!(false, "{}: unchanged but never recorded", c.id),
+            },
         }
     }
-    for l in &previous.leaves {
-        if candidate_ids.contains(l.leaf.as_str()) {
-            continue;
-        }
-        if present.contains(&l.leaf) {
-            inc.keep.push(l.clone());
-        } else {
-            inc.removed.push(l.leaf.clone());
+    let candidate_ids: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+    for l in previous.leaves.iter().filter(|l| !candidate_ids.contains(l.leaf.as_str())) {
+        match changes.verdicts.get(&l.leaf) {
+            Some(Verdict::Gone) => inc.removed.push(l.leaf.clone()),
+            _ => inc.keep.push(l.clone()),
         }
     }
     inc
@@ -203,7 +182,7 @@ pub fn plan(
 
 /// Names of the steps of `new` whose fingerprint `old` does not have (all of them when the
 /// pipeline is new).
-fn changed_steps(old: Option<&&PipelineRecord>, new: Option<&&PipelineRecord>) -> Vec<String> {
+pub(super) fn changed_steps(old: Option<&PipelineRecord>, new: Option<&PipelineRecord>) -> Vec<String> {
     let Some(new) = new else { return Vec::new() };
     let known: BTreeSet<&str> = old.map(|o| o.steps.iter().map(|s| s.fingerprint.as_str()).collect()).unwrap_or_default();
     new.steps.iter().filter(|s| !known.contains(s.fingerprint.as_str())).map(|s| s.name.clone()).collect()
@@ -212,13 +191,7 @@ fn changed_steps(old: Option<&&PipelineRecord>, new: Option<&&PipelineRecord>) -
 /// The requests a leaf's recomputation may make, from what the manifest recorded: a moved leaf
 /// none (the cache has every answer), a leaf behind changed steps what those steps made last
 /// time, an edited or re-taught leaf what all of its steps made.
-fn estimate(
-    why: &Why,
-    before: Option<&LeafDone>,
-    old: &BTreeMap<&str, &LeafDone>,
-    old_pipelines: &BTreeMap<&str, &PipelineRecord>,
-    new_pipeline: Option<&&PipelineRecord>,
-) -> Option<u64> {
+fn estimate(why: &Why, before: Option<&LeafDone>, old_pipelines: &BTreeMap<&str, &PipelineRecord>, new_mean: Option<u64>) -> Option<u64> {
     let all = |l: &LeafDone| l.steps.iter().map(|s| s.requests).sum::<u64>();
     match why {
         Why::Moved { .. } => Some(0),
@@ -230,11 +203,7 @@ fn estimate(
             Some(names.iter().zip(&b.steps).filter(|(n, _)| changed.contains(*n)).map(|(_, s)| s.requests).sum())
         }
         // A new leaf: the average of its pipeline's committed leaves, if there are any.
-        Why::New | Why::NoRecord => {
-            let name = new_pipeline?.name.as_str();
-            let same: Vec<u64> = old.values().filter(|l| l.pipeline == name && l.error.is_none()).map(|l| all(l)).collect();
-            (!same.is_empty()).then(|| same.iter().sum::<u64>() / same.len() as u64)
-        }
+        Why::New | Why::NoRecord => new_mean,
     }
 }
 

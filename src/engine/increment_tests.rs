@@ -111,3 +111,105 @@ fn seed_digests_see_values_and_column_names() {
     assert_ne!(seeds_digest(&a), seeds_digest(&value));
     assert_ne!(seeds_digest(&a), seeds_digest(&name));
 }
+
+#[test]
+fn the_ledger_examines_only_the_leaves_that_changed() {
+    let p = pipeline("skills", &[("gen", "g1")]);
+    let ids: Vec<String> = (0..200).map(|i| format!("leaf{i:03}")).collect();
+    let before = manifest(&p, ids.iter().map(|id| done(id, &format!("s{id}"), &p, &[3])).collect());
+    let mut now: Vec<Candidate> = ids.iter().map(|id| candidate(id, &format!("s{id}"), &p)).collect();
+    now[17].seeds = "edited".into();
+    let present: BTreeSet<String> = ids.iter().cloned().collect();
+    let changes = ledger::changes(&before, "t", &[p.clone()], &now, &present);
+    assert_eq!(changes.examined, 1);
+    assert_eq!(changes.verdicts.into_iter().collect::<Vec<_>>(), [(ids[17].clone(), Verdict::Compute(Why::Edited))]);
+    assert_eq!(changes.means.get("skills"), Some(&(600, 200)));
+}
+
+/// The planner as a direct comparison of maps, the specification the ledger's dataflow is
+/// checked against.
+fn direct_plan(
+    previous: &Manifest,
+    teacher: &str,
+    pipelines: &[PipelineRecord],
+    candidates: &[Candidate],
+    present: &BTreeSet<String>,
+) -> Increment {
+    let old: BTreeMap<&str, &LeafDone> = previous.leaves.iter().map(|l| (l.leaf.as_str(), l)).collect();
+    let old_pipelines: BTreeMap<&str, &PipelineRecord> = previous.pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
+    let new_pipelines: BTreeMap<&str, &PipelineRecord> = pipelines.iter().map(|p| (p.name.as_str(), p)).collect();
+    let gone: BTreeMap<(&str, &str), &str> = previous
+        .leaves
+        .iter()
+        .filter(|l| !present.contains(&l.leaf))
+        .map(|l| ((l.seeds.as_str(), l.fingerprint.as_str()), l.leaf.as_str()))
+        .collect();
+    let mean = |name: &str| {
+        let same: Vec<u64> =
+            old.values().filter(|l| l.pipeline == name && l.error.is_none()).map(|l| l.steps.iter().map(|s| s.requests).sum()).collect();
+        (!same.is_empty()).then(|| same.iter().sum::<u64>() / same.len() as u64)
+    };
+    let mut inc = Increment::default();
+    for c in candidates {
+        let before = old.get(c.id.as_str()).copied();
+        let why = match before {
+            _ if previous.teacher != teacher => Some(Why::Teacher),
+            None => Some(gone.get(&(c.seeds.as_str(), c.fingerprint.as_str())).map_or(Why::New, |f| Why::Moved { from: f.to_string() })),
+            Some(b) if b.error.is_some() => Some(Why::Failed),
+            Some(b) if b.seeds != c.seeds => Some(Why::Edited),
+            Some(b) if b.fingerprint != c.fingerprint || b.pipeline != c.pipeline => Some(Why::Pipeline {
+                steps: changed_steps(old_pipelines.get(b.pipeline.as_str()).copied(), new_pipelines.get(c.pipeline.as_str()).copied()),
+            }),
+            Some(_) => None,
+        };
+        match why {
+            None => inc.keep.push(before.unwrap().clone()),
+            Some(why) => {
+                let estimated_requests = estimate(&why, before, &old_pipelines, mean(&c.pipeline));
+                inc.compute.push(ToCompute { leaf: c.id.clone(), why, estimated_requests });
+            }
+        }
+    }
+    for l in previous.leaves.iter().filter(|l| !candidates.iter().any(|c| c.id == l.leaf)) {
+        if present.contains(&l.leaf) {
+            inc.keep.push(l.clone());
+        } else {
+            inc.removed.push(l.leaf.clone());
+        }
+    }
+    inc
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+    /// Random records and taxonomies over a few ids, seeds and two versions of a pipeline: the
+    /// ledger's plan is the direct comparison's.
+    #[test]
+    fn the_ledger_plans_what_a_direct_comparison_plans(
+        recorded in proptest::collection::btree_map(0u8..8, (0u8..3, proptest::bool::ANY, proptest::bool::ANY, 0u64..9), 0..8),
+        now in proptest::collection::btree_map(0u8..8, (0u8..3, proptest::bool::ANY), 0..8),
+        extra in proptest::collection::btree_set(0u8..8, 0..3),
+        other_teacher in proptest::bool::weighted(0.1),
+    ) {
+        let v1 = pipeline("skills", &[("gen", "g1"), ("judge", "j1")]);
+        let v2 = pipeline("skills", &[("gen", "g1"), ("judge", "j2")]);
+        let leaves = recorded
+            .iter()
+            .map(|(&id, &(seeds, second, failed, requests))| {
+                let mut l = done(&format!("l{id}"), &format!("s{seeds}"), if second { &v2 } else { &v1 }, &[requests, 1]);
+                l.error = failed.then(|| "failed".to_string());
+                l
+            })
+            .collect();
+        let before = manifest(&v1, leaves);
+        let candidates: Vec<Candidate> =
+            now.iter().map(|(&id, &(seeds, second))| candidate(&format!("l{id}"), &format!("s{seeds}"), if second { &v2 } else { &v1 })).collect();
+        let present: BTreeSet<String> = candidates.iter().map(|c| c.id.clone()).chain(extra.iter().map(|i| format!("l{i}"))).collect();
+        let teacher = if other_teacher { "u" } else { "t" };
+        let got = plan(Some(&before), teacher, &[v2.clone()], &candidates, &present);
+        let want = direct_plan(&before, teacher, &[v2.clone()], &candidates, &present);
+        proptest::prop_assert_eq!(&got.compute, &want.compute);
+        proptest::prop_assert_eq!(got.keep.iter().map(|l| &l.leaf).collect::<Vec<_>>(), want.keep.iter().map(|l| &l.leaf).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(&got.removed, &want.removed);
+    }
+}

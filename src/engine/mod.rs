@@ -21,6 +21,7 @@ mod dataflow;
 pub mod dispatch;
 pub mod generate;
 pub mod increment;
+pub mod ledger;
 pub mod report;
 
 pub use report::{
