@@ -241,5 +241,6 @@ fn kill_9_at_random_moments_on_s3_loses_nothing() {
             .flat_map(|l| ["--leaf".to_string(), l.to_string()])
             .collect(),
     };
+    // ~14 s a trial here: 4 by default, 20 (the count) in `.ci/run`.
     harness.run(std::env::var("CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4));
 }
