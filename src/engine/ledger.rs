@@ -145,9 +145,9 @@ fn run(
     let examined = Rc::new(std::cell::Cell::new(0usize));
     let means: Seen<((String, bool), isize)> = Rc::default();
     let probe = timely::dataflow::ProbeHandle::new();
-    let (mut leaves, mut done) = worker.dataflow::<u32, _, _>(|scope| {
+    let (mut leaves, mut committed) = worker.dataflow::<u32, _, _>(|scope| {
         let (leaves_in, leaves) = scope.new_collection::<(String, Version), isize>();
-        let (done_in, done) = scope.new_collection::<(String, u64), isize>();
+        let (committed_in, committed) = scope.new_collection::<(String, u64), isize>();
         let changed = leaves.inner.filter(|(_, t, _)| *t == 1).as_collection();
 
         let (ctx, seen, count) = (Rc::clone(&context), Rc::clone(&verdicts), Rc::clone(&examined));
@@ -178,28 +178,29 @@ fn run(
 
         // Per pipeline: its committed leaves' requests (`true`) and their count (`false`).
         let seen = Rc::clone(&means);
-        done.explode(|(pipeline, requests)| [((pipeline.clone(), true), requests as isize), ((pipeline, false), 1)])
+        committed
+            .explode(|(pipeline, requests)| [((pipeline.clone(), true), requests as isize), ((pipeline, false), 1)])
             .count_total()
             .inspect(move |u| seen.borrow_mut().push(u.clone()))
             .probe_with(&probe);
-        (leaves_in, done_in)
+        (leaves_in, committed_in)
     });
 
-    for (leaf, requests) in outcomes {
-        done.insert((leaf, requests));
+    for (pipeline, requests) in outcomes {
+        committed.insert((pipeline, requests));
     }
     for r in recorded {
         leaves.insert(r);
     }
     leaves.advance_to(1);
-    done.advance_to(1);
+    committed.advance_to(1);
     for (r, diff) in change {
         leaves.update(r, diff);
     }
     leaves.advance_to(2);
-    done.advance_to(2);
+    committed.advance_to(2);
     leaves.flush();
-    done.flush();
+    committed.flush();
     while probe.less_than(leaves.time()) {
         worker.step();
     }
