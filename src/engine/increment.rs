@@ -164,10 +164,7 @@ pub fn plan(
                 inc.compute.push(ToCompute { leaf: c.id.clone(), why: why.clone(), estimated_requests });
             }
             // A candidate is never gone; unchanged, it keeps its files.
-            Some(Verdict::Gone) | None => match before {
-                Some(b) => inc.keep.push(b.clone()),
-                None => debug_assert!(false, "{}: unchanged but never recorded", c.id),
-            },
+            Some(Verdict::Gone) | None => inc.keep.push(before.expect("invariant: an unchanged candidate was recorded").clone()),
         }
     }
     let candidate_ids: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
