@@ -22,7 +22,11 @@ fn ok(out: Output, what: &str) -> String {
 
 /// A `simple` run over every leaf of the real taxonomy with the test teacher.
 fn generate(out: &str, run: impl Fn(&[&str]) -> Output) {
-    let taxonomy = common::data("taxonomy");
+    generate_from(&common::data("taxonomy"), out, run)
+}
+
+/// A `simple` run over every leaf of `taxonomy` with the test teacher.
+fn generate_from(taxonomy: &Path, out: &str, run: impl Fn(&[&str]) -> Output) {
     let docs = common::data("docs");
     ok(
         run(&[
@@ -182,7 +186,90 @@ fn mix_and_sql_with_the_run_on_s3() {
     let local = server.root().join(common::s3::BUCKET).join("runs/r1/mix");
     let skills = records(&local.join("skills_train_msgs.jsonl"));
     assert!(!skills.is_empty());
+    // Mixing again takes every leaf's bytes back from the objects (range reads), unchanged.
+    let before = mix_files(&local);
+    let again = ok(common::s3::labflow(&server, &["mix", "--run", &run, "--json"]), "mix again on s3");
+    let report: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(report["reused"], report["leaves"], "{}", report["warnings"]);
+    assert!(mix_files(&local) == before, "a re-mix on S3 changed the mix");
     let out = ok(common::s3::labflow(&server, &["sql", "--run", &run, "--json", "SELECT count(*) AS n FROM skills_train_msgs"]), "sql on s3");
     let v: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["n"], skills.len());
+}
+
+/// The mix files of `dir` (JSONL and Parquet), by name.
+fn mix_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "parquet"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// The report of `labflow mix ARGS --json`, less what differs between equal mixes (the time,
+/// the reused count, the parts index's size).
+fn mix_json(args: &[&str]) -> Value {
+    let mut v: Value = serde_json::from_str(&ok(bin().args(args).arg("--json").output().unwrap(), "mix")).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("wall_seconds");
+    o.insert("reused".into(), Value::Null);
+    o.get_mut("files").unwrap().as_array_mut().unwrap().retain(|f| f["path"] != "mix_parts.json");
+    v
+}
+
+#[test]
+fn a_remix_after_a_leaf_edit_builds_only_that_leaf_and_equals_a_fresh_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taxonomy = tmp.path().join("taxonomy");
+    common::copy_tree(&common::data("taxonomy"), &taxonomy);
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    generate_from(&taxonomy, run_s, |a| bin().args(a).output().unwrap());
+    let mix = run.join("mix");
+    let reused = |args: &[&str]| -> Value {
+        let out = ok(bin().args(args).arg("--json").output().unwrap(), "mix");
+        serde_json::from_str::<Value>(&out).unwrap()["reused"].clone()
+    };
+    assert_eq!(reused(&["mix", "--run", run_s]), 0, "the first mix has nothing to take");
+    let first = mix_files(&mix);
+    let report: Value = serde_json::from_slice(&std::fs::read(mix.join("mix_report.json")).unwrap()).unwrap();
+    let leaves = report["leaves"].as_u64().unwrap();
+    assert!(leaves >= 4, "{leaves}");
+    assert_eq!(reused(&["mix", "--run", run_s]), leaves, "nothing changed: every leaf is taken");
+    assert!(mix_files(&mix) == first, "an unchanged re-mix changed the files");
+
+    // Edit one skill leaf and regenerate: the re-mix builds that leaf only, and its files and
+    // report equal a fresh mix's of the same run.
+    let qna = taxonomy.join("compositional_skills/grounded/linguistics/inclusion/qna.yaml");
+    let text = std::fs::read_to_string(&qna).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with("task_description:") { "task_description: edited for the re-mix test".into() } else { l.to_string() })
+        .collect();
+    assert_ne!(edited.join("\n"), text.trim_end());
+    std::fs::write(&qna, edited.join("\n") + "\n").unwrap();
+    generate_from(&taxonomy, run_s, |a| bin().args(a).output().unwrap());
+    let incremental = mix_json(&["mix", "--run", run_s]);
+    let after = mix_files(&mix);
+    assert!(after != first, "the edit changed no mix file");
+    let m: Value = serde_json::from_slice(&std::fs::read(mix.join("mix_report.json")).unwrap()).unwrap();
+    assert_eq!(m["reused"], leaves - 1, "only the edited leaf is built");
+    let fresh_dir = tmp.path().join("fresh");
+    let fresh = mix_json(&["mix", "--run", run_s, "--fresh", "--output", fresh_dir.to_str().unwrap()]);
+    assert!(mix_files(&fresh_dir) == after, "the re-mix differs from a fresh mix");
+    assert_eq!(incremental, fresh);
+
+    // A previous file that no longer matches its index (here: a byte changed) costs a rebuild
+    // of the parts it held, never a wrong mix.
+    let path = mix.join("skills_train_msgs.jsonl");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
+    std::fs::write(&path, bytes).unwrap();
+    let again = mix_json(&["mix", "--run", run_s]);
+    let m: Value = serde_json::from_slice(&std::fs::read(mix.join("mix_report.json")).unwrap()).unwrap();
+    assert!(m["reused"].as_u64().unwrap() < leaves, "the damaged part was taken");
+    assert!(mix_files(&mix) == after, "a damaged previous file leaked into the mix");
+    assert_eq!(again, fresh);
 }

@@ -30,6 +30,10 @@ pub struct MixArgs {
     /// Print the report as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Build every leaf's records again. By default a mix into a folder that holds an earlier
+    /// mix takes the records of each leaf nothing touched from it (same bytes, checked by digest).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,7 +95,7 @@ pub async fn execute(args: &MixArgs) -> Result<(mix::MixReport, String)> {
     let out_spec = args.output.clone().unwrap_or_else(|| child(&args.run, "mix"));
     let out = Location::open_or_create(&out_spec).with_context(|| format!("cannot open the mix folder `{out_spec}`"))?;
     let measure = measure(args.tokenizer.as_deref())?;
-    Ok((mix::mix(MixJob { run: &run, recipe: &recipe, recipe_dir, out: &out, measure }).await?, out_spec))
+    Ok((mix::mix(MixJob { run: &run, recipe: &recipe, recipe_dir, out: &out, measure, reuse: !args.fresh }).await?, out_spec))
 }
 
 pub async fn mix(args: MixArgs) -> Result<ExitCode> {
@@ -107,8 +111,9 @@ pub async fn mix(args: MixArgs) -> Result<ExitCode> {
         }
         let omitted: Vec<String> = report.omitted_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
         println!(
-            "mixed {} leaves into {} knowledge and {} skills records in {:.2}s{}; wrote {out_spec} (report: mix_report.md)",
+            "mixed {} leaves{} into {} knowledge and {} skills records in {:.2}s{}; wrote {out_spec} (report: mix_report.md)",
             report.leaves,
+            if report.reused > 0 { format!(" ({} unchanged, taken from the previous mix)", report.reused) } else { String::new() },
             report.rows.get("knowledge").unwrap_or(&0),
             report.rows.get("skills").unwrap_or(&0),
             report.wall_seconds,

@@ -74,7 +74,7 @@ fn generate_args(p: &Project, dry_run: bool) -> GenerateArgs {
 }
 
 fn mix_args(p: &Project) -> MixArgs {
-    MixArgs { run: p.output.clone(), recipe: p.mix.recipe.clone(), output: Some(p.mix_output()), tokenizer: p.mix.tokenizer.clone(), json: false }
+    MixArgs { run: p.output.clone(), recipe: p.mix.recipe.clone(), output: Some(p.mix_output()), tokenizer: p.mix.tokenizer.clone(), json: false, fresh: false }
 }
 
 fn train_args(p: &Project, json: bool) -> TrainArgs {

@@ -54,7 +54,7 @@ pub struct Tagged {
 }
 
 /// A row left out of every mix, and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Omitted {
     /// The leaf (or dataset path).
     pub leaf: String,
@@ -63,10 +63,10 @@ pub struct Omitted {
     /// `exact duplicate`, `near duplicate`, `empty turn`, `no question`, `no instruction`.
     pub reason: String,
     /// For duplicates: the kept row's leaf and row.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<(String, String)>,
     /// For near duplicates: the Jaccard similarity.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f64>,
 }
 
@@ -285,6 +285,11 @@ impl<'a> Mixer<'a> {
             }
         }
         (Mixer { recipe, data_rows }, part)
+    }
+
+    /// The datasets' records in each mix (knowledge, skills), which the upsampling rule reads.
+    pub fn data_rows(&self) -> [usize; 2] {
+        self.data_rows
     }
 
     /// The records of `leaf`, whose items are `items` (`gone[k]`: item `k` is a duplicate).

@@ -8,9 +8,11 @@
 //! `mix_lengths.png`, and last `mix_manifest.json`, which lists them (a reader that goes by the
 //! manifest never sees a half-written mix; each file appears whole: one put, or a multipart
 //! upload completed at its end). The mixes stream: a few leaves are in memory at a time.
+//! Mixing again into the same folder builds only the leaves a change touched ([`parts`]).
 
 pub mod build;
 pub mod dedup;
+pub mod parts;
 pub mod recipe;
 pub mod records;
 pub mod report;
@@ -32,6 +34,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use rayon::prelude::*;
 use tokio::io::AsyncWriteExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -125,6 +128,9 @@ pub struct MixJob<'a> {
     pub out: &'a Location,
     /// Length measure.
     pub measure: Measure,
+    /// Take unchanged leaves' records from the previous mix in `out` ([`parts`]); `false`
+    /// builds every leaf.
+    pub reuse: bool,
 }
 
 /// The name of the file that lists a mix's outputs; written last.
@@ -192,8 +198,8 @@ async fn list_run(run: &Location, warnings: &mut Vec<String>) -> Result<Vec<Leaf
 const ITEM_COLUMNS: &[&str] = &["_id", "question", "response", "output", "document", "dataset_type"];
 
 /// Read a window of leaves' files concurrently, then decode them on all cores (only `columns`,
-/// when given).
-async fn read_window(run: &Location, files: &[LeafFile], columns: Option<&[&str]>) -> Result<Vec<LeafRows>, MixError> {
+/// when given); each with the digest of its file.
+async fn read_window(run: &Location, files: &[&LeafFile], columns: Option<&[&str]>) -> Result<Vec<(LeafRows, blake3::Hash)>, MixError> {
     let bytes = futures::future::try_join_all(files.iter().map(|f| async move {
         dataset::read_bytes(run, &f.parquet).await?.ok_or_else(|| MixError::Records(format!("{}/{}: not found", run.display, f.parquet)))
     }))
@@ -202,6 +208,7 @@ async fn read_window(run: &Location, files: &[LeafFile], columns: Option<&[&str]
         .par_iter()
         .zip(bytes)
         .map(|(f, b)| {
+            let digest = blake3::hash(&b);
             let reader = ParquetRecordBatchReaderBuilder::try_new(b)
                 .and_then(|r| match columns {
                     Some(names) => {
@@ -215,7 +222,7 @@ async fn read_window(run: &Location, files: &[LeafFile], columns: Option<&[&str]
             for batch in reader {
                 rows.extend(records::rows(&batch.map_err(|e| MixError::Records(format!("{}/{}: {e}", run.display, f.parquet)))?));
             }
-            Ok(LeafRows { leaf: f.leaf.clone(), kind: f.kind.clone(), rows })
+            Ok((LeafRows { leaf: f.leaf.clone(), kind: f.kind.clone(), rows }, digest))
         })
         .collect()
 }
@@ -266,45 +273,49 @@ impl Sink {
     }
 }
 
-/// Hand each sink its chunk of `part` and count the part's records. A sink whose task ended
-/// early (an error) is skipped; its error comes out of its join handle at the end.
-async fn flush(part: EncodedPart, senders: &[tokio::sync::mpsc::Sender<Encoded>], tally: &mut Tally) {
-    for (tx, chunk) in senders.iter().zip(part.chunks) {
+/// Hand each sink its chunk of `part` (at `offsets`, which advance) and add the part's counts
+/// to `tally`; returns where its chunks went and its own counts. A sink whose task ended early
+/// (an error) is skipped; its error comes out of its join handle at the end.
+async fn flush(
+    part: EncodedPart,
+    senders: &[tokio::sync::mpsc::Sender<Encoded>],
+    offsets: &mut [u64],
+    tally: &mut Tally,
+) -> (Vec<parts::Span>, report::SavedTally) {
+    let mut spans = Vec::new();
+    for ((tx, chunk), at) in senders.iter().zip(part.chunks).zip(offsets.iter_mut()) {
+        spans.push(parts::Span::of(&chunk.jsonl, chunk.batch.num_rows() as u64, *at));
+        *at += chunk.jsonl.len() as u64;
         if tx.send(chunk).await.is_err() {
             break;
         }
     }
-    for (m, source, len, own) in part.counts {
-        tally.add(m, source, own.as_deref().unwrap_or(&part.leaf), len);
-    }
-    tally.omitted.extend(part.omitted);
-    tally.warnings.extend(part.warnings);
+    let saved = report::SavedTally::from(&part.tally);
+    tally.merge(part.tally);
+    (spans, saved)
 }
 
 /// One sink's records of one part, encoded.
 struct Encoded {
-    jsonl: Vec<u8>,
+    jsonl: bytes::Bytes,
     batch: RecordBatch,
 }
 
-/// A part's records encoded for every sink, with their tallies: `(mix, source, leaf, length)`.
+/// A part's records encoded for every sink, with their counts.
 struct EncodedPart {
     chunks: Vec<Encoded>,
-    counts: Vec<(usize, &'static str, usize, Option<String>)>,
-    leaf: String,
-    omitted: Vec<build::Omitted>,
-    warnings: Vec<String>,
+    tally: Tally,
 }
 
 fn encode(part: Part, leaf: &str, sinks: &[SinkSpec], measure: &Measure) -> Result<EncodedPart, MixError> {
-    let mut counts = Vec::new();
+    let mut tally = Tally::default();
     let mixes = [&part.knowledge, &part.skills];
     let mut responses: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     let splits = sinks.iter().any(|s| s.split.is_some());
     for (m, rows) in mixes.iter().enumerate() {
         for t in rows.iter() {
             let len: usize = t.record.messages.iter().map(|msg| measure.len(&msg.content)).sum();
-            counts.push((m, t.source, len, (t.source == "dataset").then(|| t.leaf.clone())));
+            tally.add(m, t.source, if t.source == "dataset" { &t.leaf } else { leaf }, len);
             responses[m].push(if splits { measure.len(t.record.response()) } else { 0 });
         }
     }
@@ -317,9 +328,22 @@ fn encode(part: Part, leaf: &str, sinks: &[SinkSpec], measure: &Measure) -> Resu
             .map(|(t, _)| &t.record)
             .collect();
         let (jsonl, batch) = records::encode(&picked).map_err(|e| MixError::Records(format!("{}: {e}", s.name)))?;
-        chunks.push(Encoded { jsonl, batch });
+        chunks.push(Encoded { jsonl: jsonl.into(), batch });
     }
-    Ok(EncodedPart { chunks, counts, leaf: leaf.to_string(), omitted: part.omitted, warnings: part.warnings })
+    tally.omitted = part.omitted;
+    tally.warnings = part.warnings;
+    Ok(EncodedPart { chunks, tally })
+}
+
+/// A part of the previous mix again, from its bytes (one chunk per sink) and its entry.
+fn decode(entry: &parts::Entry, chunks: Vec<bytes::Bytes>) -> Option<EncodedPart> {
+    let tally = parts::tally(entry)?;
+    let chunks = chunks
+        .into_iter()
+        .zip(&entry.spans)
+        .map(|(jsonl, span)| Some(Encoded { batch: records::batch_from_jsonl(&jsonl, span.rows as usize).ok()?, jsonl }))
+        .collect::<Option<Vec<_>>>()?;
+    Some(EncodedPart { chunks, tally })
 }
 
 /// What a sink takes: a mix (0 knowledge, 1 skills), and with `split: Some((bound, short))`
@@ -333,7 +357,8 @@ struct SinkSpec {
 /// Make the mixes of `job` and write them; returns the report (also written).
 ///
 /// Two passes over the run's leaves, a window at a time: the first feeds every item to the
-/// dedup index, the second builds each leaf's records and streams them to the output files.
+/// dedup index, the second builds each leaf's records (or, with `job.reuse`, takes an unchanged
+/// leaf's from the previous mix in the folder) and streams them to the output files.
 pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
     let start = std::time::Instant::now();
     let recipe = job.recipe;
@@ -366,13 +391,15 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
         index.add(&texts);
     }
     let mut item_counts = Vec::with_capacity(files.len());
+    let mut digests = Vec::with_capacity(files.len());
     for window in files.chunks(WINDOW) {
-        let leaves = read_window(job.run, window, Some(ITEM_COLUMNS)).await?;
-        let items: Vec<LeafItems> = leaves.par_iter().map(build::leaf_items).collect();
-        for (leaf, it) in leaves.iter().zip(items) {
+        let leaves = read_window(job.run, &window.iter().collect::<Vec<_>>(), Some(ITEM_COLUMNS)).await?;
+        let items: Vec<LeafItems> = leaves.par_iter().map(|(leaf, _)| build::leaf_items(leaf)).collect();
+        for ((leaf, digest), it) in leaves.iter().zip(items) {
             names.extend(it.refs.iter().map(|&(row, aux)| (owners.len() as u32, leaf.rows[row].id.clone().into_boxed_str(), aux)));
             owners.push(leaf.leaf.clone());
             item_counts.push(it.texts.len());
+            digests.push(*digest);
             index.add(&it.texts);
         }
     }
@@ -415,31 +442,68 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
         at += set.records.len();
     }
     let (mixer, part) = Mixer::new(recipe, &datasets, &data_gone);
-    flush(encode(part, "", &sinks_spec, &job.measure)?, &senders, &mut tally).await;
+    let mut offsets = vec![0u64; sinks_spec.len()];
+    flush(encode(part, "", &sinks_spec, &job.measure)?, &senders, &mut offsets, &mut tally).await;
+
+    // The previous mix's parts (lengths in tokens depend on a tokenizer the key does not
+    // cover: then every leaf is built).
+    let sink_names: Vec<String> = sinks_spec.iter().map(|s| s.name.clone()).collect();
+    let keys = parts::Keys::new(&recipe.fingerprint(), &sink_names, mixer.data_rows());
+    let mut previous = HashMap::new();
+    if job.reuse && matches!(job.measure, Measure::Words) {
+        match parts::Index::load(job.out, &sink_names).await {
+            Ok(Some(index)) => previous = index.by_key(),
+            Ok(None) => {}
+            Err(w) => tally.warnings.push(w),
+        }
+    }
+    let mut part_index = parts::Index::new(sink_names.clone());
+    let mut reused = 0;
     let mut counts = item_counts.into_iter();
+    let mut digests = digests.into_iter();
     for window in files.chunks(WINDOW) {
-        let leaves = read_window(job.run, window, None).await?;
-        let ranges: Vec<(usize, usize)> = leaves
+        // Each leaf's items in `gone`, the digest pass 1 read, and its key.
+        let spans: Vec<(usize, usize, blake3::Hash, String)> = window
             .iter()
-            .map(|_| {
+            .map(|f| {
                 let n = counts.next().unwrap_or(0);
+                let digest = digests.next().unwrap_or(blake3::Hash::from_bytes([0; 32]));
                 at += n;
-                (at - n, at)
+                (at - n, at, digest, keys.leaf(&f.leaf, &f.kind, &digest, &gone[at - n..at]))
             })
             .collect();
-        let encoded: Vec<Result<EncodedPart, MixError>> = leaves
+        let hits: Vec<usize> = (0..window.len()).filter(|&i| previous.contains_key(&spans[i].3)).collect();
+        let entries: Vec<&parts::Entry> = hits.iter().map(|&i| &previous[&spans[i].3]).collect();
+        let bytes = parts::read(job.out, &sink_names, &entries).await?;
+        let decoded: Vec<Option<EncodedPart>> = entries.par_iter().zip(bytes).map(|(e, b)| b.and_then(|chunks| decode(e, chunks))).collect();
+        let mut ready: Vec<Option<EncodedPart>> = (0..window.len()).map(|_| None).collect();
+        for (i, part) in hits.into_iter().zip(decoded) {
+            ready[i] = part;
+        }
+        reused += ready.iter().filter(|p| p.is_some()).count();
+        let todo: Vec<&LeafFile> = window.iter().zip(&ready).filter(|(_, p)| p.is_none()).map(|(f, _)| f).collect();
+        let todo_spans: Vec<&(usize, usize, blake3::Hash, String)> =
+            spans.iter().zip(&ready).filter(|(_, p)| p.is_none()).map(|(s, _)| s).collect();
+        let leaves = read_window(job.run, &todo, None).await?;
+        let built: Vec<Result<EncodedPart, MixError>> = leaves
             .par_iter()
-            .zip(ranges)
-            .map(|(leaf, (from, to))| {
-                let items = build::leaf_items(leaf);
-                if items.texts.len() != to - from {
+            .zip(todo_spans)
+            .map(|((leaf, digest), (from, to, first, _))| {
+                if digest != first {
                     return Err(MixError::Records(format!("{}: its rows changed while it was being mixed; mix again", leaf.leaf)));
                 }
-                encode(mixer.leaf(leaf, &items, &gone[from..to]), &leaf.leaf, &sinks_spec, &job.measure)
+                let items = build::leaf_items(leaf);
+                encode(mixer.leaf(leaf, &items, &gone[*from..*to]), &leaf.leaf, &sinks_spec, &job.measure)
             })
             .collect();
-        for part in encoded {
-            flush(part?, &senders, &mut tally).await;
+        let mut built = built.into_iter();
+        for ((f, span), part) in window.iter().zip(spans).zip(ready) {
+            let part = match part {
+                Some(p) => p,
+                None => built.next().expect("invariant: a part is built for each leaf not reused")?,
+            };
+            let (spans, saved) = flush(part, &senders, &mut offsets, &mut tally).await;
+            part_index.parts.push(parts::Entry { key: span.3, leaf: f.leaf.clone(), spans, tally: saved });
         }
     }
     drop(senders);
@@ -447,8 +511,12 @@ pub async fn mix(job: MixJob<'_>) -> Result<MixReport, MixError> {
     for w in writers {
         written.extend(w.await.map_err(|e| MixError::Records(format!("a mix writer stopped: {e}")))??);
     }
+    // The index goes after the files it points into, before the manifest.
+    let bytes = part_index.write(job.out).await?;
+    written.push(FileEntry { path: parts::PARTS.into(), rows: part_index.parts.len() as u64, bytes });
     let mut report = MixReport::new(recipe, &job.run.display, files.len(), tally, &job.measure);
     report.files = written;
+    report.reused = reused;
     report.wall_seconds = start.elapsed().as_secs_f64();
     report.write(job.out).await?;
     Ok(report)

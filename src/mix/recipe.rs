@@ -163,6 +163,9 @@ fn default_replay() -> Vec<String> {
 }
 
 impl SourceSpec {
+    /// Every source's [`SourceSpec::name`].
+    pub const NAMES: [&'static str; 6] = ["skills", "knowledge_qa", "knowledge_raft", "replay", "auxiliary", "dataset"];
+
     /// The source's name as written (`skills`, `knowledge_raft`, …).
     pub fn name(&self) -> &'static str {
         match self {

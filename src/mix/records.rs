@@ -160,6 +160,18 @@ fn batch_with(records: &[&Record], metas: &[String]) -> Result<RecordBatch, arro
     RecordBatch::try_new(schema(), cols)
 }
 
+/// The batch of `rows` records written as `jsonl` by [`encode`] (the same batch [`encode`]
+/// gave, decoded by arrow's JSON reader instead of built again from the records).
+pub fn batch_from_jsonl(jsonl: &[u8], rows: usize) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let reader = arrow::json::ReaderBuilder::new(schema()).with_batch_size(rows.max(1)).build(std::io::Cursor::new(jsonl))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    let batch = arrow::compute::concat_batches(&schema(), &batches)?;
+    if batch.num_rows() != rows {
+        return Err(arrow::error::ArrowError::JsonError(format!("{} records where {rows} were recorded", batch.num_rows())));
+    }
+    Ok(batch)
+}
+
 /// Why a dataset's rows are not records.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -357,6 +369,19 @@ mod tests {
         r.write_json_line(&mut line);
         assert_eq!(serde_json::from_slice::<Value>(&line).unwrap(), r.to_json());
         assert_eq!(from_json_line(std::str::from_utf8(&line).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn the_jsonl_decodes_to_the_batch_encode_built() {
+        let mut r = rec();
+        r.set_system("sys \"quoted\" \u{1F600}\n\ttabbed");
+        r.metadata.insert("nested".into(), serde_json::json!({"a": [1, "two"]}));
+        let records = [r, rec()];
+        let refs: Vec<&Record> = records.iter().collect();
+        let (jsonl, batch) = encode(&refs).unwrap();
+        assert_eq!(batch_from_jsonl(&jsonl, 2).unwrap(), batch);
+        assert!(batch_from_jsonl(&jsonl, 3).is_err(), "a count that does not match is an error");
+        assert_eq!(batch_from_jsonl(b"", 0).unwrap().num_rows(), 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::mix::recipe::Recipe;
 use crate::mix::{Measure, MixError, MIX_MANIFEST};
 use crate::store::dataset;
 use crate::store::Location;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -65,6 +65,56 @@ impl Tally {
         self.max[mix] = self.max[mix].max(len);
         self.bins[mix][EDGES.iter().rposition(|&e| len >= e).unwrap_or(0)] += 1;
     }
+
+    /// Add `other`'s counts to these (its omissions and warnings after these).
+    pub fn merge(&mut self, other: Tally) {
+        for (key, n) in other.counts {
+            *self.counts.entry(key).or_default() += n;
+        }
+        for m in 0..2 {
+            self.max[m] = self.max[m].max(other.max[m]);
+            for (b, n) in self.bins[m].iter_mut().zip(other.bins[m]) {
+                *b += n;
+            }
+        }
+        self.omitted.extend(other.omitted);
+        self.warnings.extend(other.warnings);
+    }
+}
+
+/// A [`Tally`] as the parts index stores it (`crate::mix::parts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedTally {
+    counts: Vec<(usize, String, String, u64)>,
+    bins: [[u64; EDGES.len()]; 2],
+    max: [usize; 2],
+    omitted: Vec<Omitted>,
+    warnings: Vec<String>,
+}
+
+impl From<&Tally> for SavedTally {
+    fn from(t: &Tally) -> SavedTally {
+        SavedTally {
+            counts: t.counts.iter().map(|((m, s, l), n)| (*m, s.to_string(), l.clone(), *n)).collect(),
+            bins: t.bins,
+            max: t.max,
+            omitted: t.omitted.clone(),
+            warnings: t.warnings.clone(),
+        }
+    }
+}
+
+impl SavedTally {
+    /// The tally again; `None` when it names a mix or source this version does not have.
+    pub fn restore(self) -> Option<Tally> {
+        let mut counts = BTreeMap::new();
+        for (m, source, leaf, n) in self.counts {
+            let source = crate::mix::recipe::SourceSpec::NAMES.into_iter().find(|s| *s == source)?;
+            (m < 2).then_some(())?;
+            counts.insert((m, source, leaf), n);
+        }
+        Some(Tally { counts, bins: self.bins, max: self.max, omitted: self.omitted, warnings: self.warnings })
+    }
 }
 
 const MIXES: [&str; 2] = ["knowledge", "skills"];
@@ -96,6 +146,8 @@ pub struct MixReport {
     pub lengths: Vec<Histogram>,
     /// Files written (the manifest aside).
     pub files: Vec<FileEntry>,
+    /// Leaves whose records were taken unchanged from the previous mix in the folder.
+    pub reused: usize,
     /// Things to know.
     pub warnings: Vec<String>,
     /// Wall time.
@@ -142,6 +194,7 @@ impl MixReport {
             omitted: tally.omitted,
             lengths,
             files: Vec::new(),
+            reused: 0,
             warnings: tally.warnings,
             wall_seconds: 0.0,
         }
