@@ -284,7 +284,7 @@ async fn flush(
 ) -> (Vec<parts::Span>, report::SavedTally) {
     let mut spans = Vec::new();
     for ((tx, chunk), at) in senders.iter().zip(part.chunks).zip(offsets.iter_mut()) {
-        spans.push(parts::Span::of(&chunk.jsonl, chunk.batch.num_rows() as u64, *at));
+        spans.push(parts::Span { offset: *at, len: chunk.jsonl.len() as u64, rows: chunk.batch.num_rows() as u64, digest: chunk.digest.clone() });
         *at += chunk.jsonl.len() as u64;
         if tx.send(chunk).await.is_err() {
             break;
@@ -295,10 +295,11 @@ async fn flush(
     (spans, saved)
 }
 
-/// One sink's records of one part, encoded.
+/// One sink's records of one part, encoded, with the digest of `jsonl` ([`parts::Span`]).
 struct Encoded {
     jsonl: bytes::Bytes,
     batch: RecordBatch,
+    digest: String,
 }
 
 /// A part's records encoded for every sink, with their counts.
@@ -328,20 +329,28 @@ fn encode(part: Part, leaf: &str, sinks: &[SinkSpec], measure: &Measure) -> Resu
             .map(|(t, _)| &t.record)
             .collect();
         let (jsonl, batch) = records::encode(&picked).map_err(|e| MixError::Records(format!("{}: {e}", s.name)))?;
-        chunks.push(Encoded { jsonl: jsonl.into(), batch });
+        let digest = parts::digest(&jsonl);
+        chunks.push(Encoded { jsonl: jsonl.into(), batch, digest });
     }
     tally.omitted = part.omitted;
     tally.warnings = part.warnings;
     Ok(EncodedPart { chunks, tally })
 }
 
-/// A part of the previous mix again, from its bytes (one chunk per sink) and its entry.
+/// A part of the previous mix again, from its bytes (one chunk per sink) and its entry; `None`
+/// when the bytes are not what the entry recorded.
 fn decode(entry: &parts::Entry, chunks: Vec<bytes::Bytes>) -> Option<EncodedPart> {
     let tally = parts::tally(entry)?;
     let chunks = chunks
         .into_iter()
         .zip(&entry.spans)
-        .map(|(jsonl, span)| Some(Encoded { batch: records::batch_from_jsonl(&jsonl, span.rows as usize).ok()?, jsonl }))
+        .map(|(jsonl, span)| {
+            if parts::digest(&jsonl) != span.digest {
+                return None;
+            }
+            let batch = records::batch_from_jsonl(&jsonl, span.rows as usize).ok()?;
+            Some(Encoded { batch, jsonl, digest: span.digest.clone() })
+        })
         .collect::<Option<Vec<_>>>()?;
     Some(EncodedPart { chunks, tally })
 }
