@@ -272,4 +272,12 @@ fn a_remix_after_a_leaf_edit_builds_only_that_leaf_and_equals_a_fresh_mix() {
     assert!(m["reused"].as_u64().unwrap() < leaves, "the damaged part was taken");
     assert!(mix_files(&mix) == after, "a damaged previous file leaked into the mix");
     assert_eq!(again, fresh);
+
+    // An index that is not JSON is a warning, and every leaf is built.
+    std::fs::write(mix.join("mix_parts.json"), "{").unwrap();
+    let out = ok(bin().args(["mix", "--run", run_s, "--json"]).output().unwrap(), "mix over a torn index");
+    let m: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["reused"], 0);
+    assert!(m["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("mix_parts.json")), "{}", m["warnings"]);
+    assert!(mix_files(&mix) == after);
 }
