@@ -340,7 +340,7 @@ fn encode(part: Part, leaf: &str, sinks: &[SinkSpec], measure: &Measure) -> Resu
 /// A part of the previous mix again, from its bytes (one chunk per sink) and its entry; `None`
 /// when the bytes are not what the entry recorded.
 fn decode(entry: &parts::Entry, chunks: Vec<bytes::Bytes>) -> Option<EncodedPart> {
-    let tally = parts::tally(entry)?;
+    let tally = entry.tally.clone().restore()?;
     let chunks = chunks
         .into_iter()
         .zip(&entry.spans)

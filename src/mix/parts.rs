@@ -12,7 +12,7 @@
 //! record counts (the upsampling rule). Bytes are checked against their digest before use: a
 //! file replaced by a mix that stopped before its index was written only costs a rebuild.
 
-use crate::mix::report::{SavedTally, Tally};
+use crate::mix::report::SavedTally;
 use crate::mix::MixError;
 use crate::store::dataset;
 use crate::store::Location;
@@ -89,7 +89,7 @@ impl Index {
         let bytes = match dataset::read_bytes(out, PARTS).await {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(format!("{PARTS}: {e}; every leaf is mixed again")),
+            Err(e) => return Err(format!("{}/{PARTS}: {e}; every leaf is mixed again", out.display)),
         };
         let index: Index =
             serde_json::from_slice(&bytes).map_err(|e| format!("{}/{PARTS}: {e}; every leaf is mixed again", out.display))?;
@@ -197,11 +197,6 @@ pub async fn read(out: &Location, files: &[String], entries: &[&Entry]) -> Resul
         }
     }
     Ok(got)
-}
-
-/// A stored part's tally, if this version can read it.
-pub fn tally(entry: &Entry) -> Option<Tally> {
-    entry.tally.clone().restore()
 }
 
 #[cfg(test)]
