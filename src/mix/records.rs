@@ -61,20 +61,28 @@ impl Record {
 
     /// The metadata as the JSON string the record schema stores.
     pub fn metadata_json(&self) -> String {
-        serde_json::to_string(&self.metadata).expect("invariant: a JSON map serialises")
+        let mut out = Vec::new();
+        write_json_object(&self.metadata, &mut out);
+        String::from_utf8(out).expect("invariant: JSON written from strings is UTF-8")
     }
 
+    /// The line serde_json writes for `{id, messages: [{role, content}], metadata, unmask}`,
+    /// byte for byte (a test holds it to that), with the strings escaped eight bytes at a time:
+    /// each line holds its document chunk twice, once inside the metadata string.
     fn write_json_line_with(&self, metadata: &str, out: &mut Vec<u8>) {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            id: &'a str,
-            messages: &'a [Message],
-            metadata: &'a str,
-            unmask: bool,
+        out.extend_from_slice(b"{\"id\":");
+        write_json_str(&self.id, out);
+        out.extend_from_slice(b",\"messages\":[");
+        for (i, m) in self.messages.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"{\"role\":" } else { b",{\"role\":" });
+            write_json_str(&m.role, out);
+            out.extend_from_slice(b",\"content\":");
+            write_json_str(&m.content, out);
+            out.push(b'}');
         }
-        let line = Line { id: &self.id, messages: &self.messages, metadata, unmask: self.unmask };
-        serde_json::to_writer(&mut *out, &line).expect("invariant: writing to a Vec cannot fail");
-        out.push(b'\n');
+        out.extend_from_slice(b"],\"metadata\":");
+        write_json_str(metadata, out);
+        out.extend_from_slice(if self.unmask { b",\"unmask\":true}\n" } else { b",\"unmask\":false}\n" });
     }
 
     /// Put `prompt` first as the system turn, replacing any system turn's text (the reference's
@@ -98,6 +106,93 @@ impl Record {
     /// True when some non-system turn is empty (the reference drops such records).
     pub fn has_empty_turn(&self) -> bool {
         self.messages.iter().any(|m| m.role != "system" && m.content.trim().is_empty())
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it (`"`, `\\`, and control characters:
+/// `\b \f \n \r \t` by name, the rest as `\u00xx`), scanning eight bytes at a time for them.
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of every byte of `x` that needs an escape, exactly (no carry crosses a byte).
+    let special = |x: u64| {
+        let eq = |b: u8| {
+            let y = x ^ (ONES * b as u64);
+            !((y & LOW).wrapping_add(LOW) | y | LOW)
+        };
+        let control = !((x & LOW).wrapping_add(ONES * 0x60) | x) & HIGH;
+        control | eq(b'"') | eq(b'\\')
+    };
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        if at + 8 <= bytes.len() {
+            let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("invariant: 8 bytes"));
+            let hits = special(word);
+            if hits == 0 {
+                at += 8;
+                continue;
+            }
+            at += hits.trailing_zeros() as usize / 8;
+        } else if !matches!(bytes[at], 0..=0x1f | b'"' | b'\\') {
+            at += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..at]);
+        let b = bytes[at];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            }
+        }
+        at += 1;
+        start = at;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// `map` as serde_json writes it (compact, keys in the map's order), its strings through
+/// [`write_json_str`].
+fn write_json_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(k, out);
+        out.push(b':');
+        write_json_value(v, out);
+    }
+    out.push(b'}');
+}
+
+fn write_json_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::String(s) => write_json_str(s, out),
+        Value::Object(m) => write_json_object(m, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_value(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("invariant: writing to a Vec cannot fail"),
     }
 }
 
@@ -397,6 +492,28 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The hand-written JSON line is the one serde_json writes, for any text: quotes,
+        /// backslashes, every control character, DEL, non-ASCII, at any offset in a word.
+        #[test]
+        fn json_lines_are_what_serde_json_writes(
+            texts in proptest::collection::vec("([\\x00-\\x1f\"\\\\\\x7f]|[a-z ]{0,9}|\\PC){0,24}", 4),
+            n in -1e6f64..1e6, unmask: bool,
+        ) {
+            #[derive(Serialize)]
+            struct Line<'a> { id: &'a str, messages: &'a [Message], metadata: &'a str, unmask: bool }
+            let mut meta = Map::new();
+            meta.insert(texts[2].clone(), Value::String(texts[3].clone()));
+            meta.insert("n".into(), serde_json::json!([n, 7, null, true, {"k": texts[0].clone()}]));
+            let r = Record { id: texts[0].clone(), messages: vec![Message::new("user", texts[1].clone()), Message::new(&texts[2], texts[3].clone())], metadata: meta, unmask };
+            let metadata = serde_json::to_string(&r.metadata).unwrap();
+            proptest::prop_assert_eq!(r.metadata_json(), metadata.clone());
+            let mut want = serde_json::to_vec(&Line { id: &r.id, messages: &r.messages, metadata: &metadata, unmask }).unwrap();
+            want.push(b'\n');
+            let mut line = Vec::new();
+            r.write_json_line(&mut line);
+            proptest::prop_assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(want).unwrap());
+        }
+
         /// A dataset line of any shape is a record or a message saying what is wrong.
         #[test]
         fn junk_lines_never_panic(line in "\\PC{0,80}", key in "(id|messages|metadata|unmask|x)", value in "(null|1|\"s\"|\\[\\]|\\{\\}|true|\\[\\{\"role\":1\\}\\])") {
