@@ -89,13 +89,8 @@ impl Measure {
 /// Words of `text`: runs of bytes that are not ASCII whitespace (as `split_ascii_whitespace`
 /// counts them), eight bytes at a time: a mix measures every turn of a million records.
 pub fn words(text: &str) -> usize {
-    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of every byte of `x` equal to `b`, exactly (no carry crosses a byte).
-    let eq = |x: u64, b: u8| {
-        let y = x ^ (0x0101_0101_0101_0101 * b as u64);
-        !((y & LOW).wrapping_add(LOW) | y | LOW)
-    };
+    let eq = records::bytes_equal;
     let bytes = text.as_bytes();
     let mut n = 0;
     let mut prev_space = true;

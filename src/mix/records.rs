@@ -109,20 +109,24 @@ impl Record {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `x` equal to `b`, exactly (no carry crosses a byte): the test
+/// that lets text be scanned eight bytes at a time.
+pub(crate) fn bytes_equal(x: u64, b: u8) -> u64 {
+    let y = x ^ (ONES * b as u64);
+    !((y & LOW).wrapping_add(LOW) | y | LOW)
+}
+
 /// `s` as a JSON string, escaped as serde_json escapes it (`"`, `\\`, and control characters:
 /// `\b \f \n \r \t` by name, the rest as `\u00xx`), scanning eight bytes at a time for them.
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     // The high bit of every byte of `x` that needs an escape, exactly (no carry crosses a byte).
     let special = |x: u64| {
-        let eq = |b: u8| {
-            let y = x ^ (ONES * b as u64);
-            !((y & LOW).wrapping_add(LOW) | y | LOW)
-        };
         let control = !((x & LOW).wrapping_add(ONES * 0x60) | x) & HIGH;
-        control | eq(b'"') | eq(b'\\')
+        control | bytes_equal(x, b'"') | bytes_equal(x, b'\\')
     };
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
