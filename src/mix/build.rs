@@ -491,12 +491,20 @@ fn raft_record(leaf: &LeafRows, row: &Row, docs: &[String], p: f64, k: usize, un
         picked.push(gold);
     }
     picked.shuffle(rng);
-    let context: String = picked.iter().map(|d| format!("Document:\n{d}\n\n")).collect::<Vec<_>>().join("\n");
+    // "Document:\n{d}\n\n" for each, joined by "\n", then "\n\n{q}": written once, in place.
+    let mut user = String::with_capacity(picked.iter().map(|d| d.len() + 13).sum::<usize>() + 2 + q.len());
+    for (i, d) in picked.iter().enumerate() {
+        user.push_str(if i == 0 { "Document:\n" } else { "\nDocument:\n" });
+        user.push_str(d);
+        user.push_str("\n\n");
+    }
+    user.push_str("\n\n");
+    user.push_str(&q);
     let mut meta = knowledge_meta(leaf, row, &format!("document_knowledge_qa_raft_p{p}"));
     meta.insert("raft_gold".into(), with_gold.into());
     Record {
         id: record_id(&["knowledge_raft", &leaf.leaf, &row.id]),
-        messages: vec![Message::new("user", format!("{context}\n\n{q}")), Message::new("assistant", r)],
+        messages: vec![Message::new("user", user), Message::new("assistant", r)],
         metadata: meta,
         unmask,
     }

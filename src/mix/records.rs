@@ -428,7 +428,11 @@ pub fn question_response(row: &Row) -> Option<(String, String)> {
 
 /// A stable id shaped like a UUID (version 8: custom), from the parts that make a record.
 pub fn record_id(parts: &[&str]) -> String {
-    let mut h = blake3::Hasher::new_derive_key("labflow 2026 mix record id");
+    // The key derivation hashes the context string: done once, the hasher's state cloned.
+    static KEYED: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("labflow 2026 mix record id"));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut h = KEYED.clone();
     for p in parts {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
@@ -437,8 +441,15 @@ pub fn record_id(parts: &[&str]) -> String {
     b.copy_from_slice(&h.finalize().as_bytes()[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    let mut id = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(HEX[usize::from(x >> 4)] as char);
+        id.push(HEX[usize::from(x & 15)] as char);
+    }
+    id
 }
 
 #[cfg(test)]
